@@ -1,0 +1,156 @@
+"""Turn sentences into index arrays once, then cut padded tensor batches bucketed by length.
+
+Sentences are stored flat (one array per feature plus offsets) so a corpus costs a few bytes per
+token. Each distinct surface form is a "type" whose characters are stored once; a batch runs the
+character encoder over its unique types only, not over every token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tagsure.data.features import casing_class, normalise_word
+from tagsure.data.vocab import Vocabulary
+
+MAX_WORD_CHARS = 30  # longer tokens (URLs, chemical names) keep their first 30 characters
+
+
+@dataclass
+class Batch:
+    words: torch.Tensor  # (B, T) word indices, 0 = padding
+    cases: torch.Tensor  # (B, T) casing classes, 0 = padding
+    chars: torch.Tensor  # (U, L) character indices of the batch's U unique tokens
+    char_index: torch.Tensor  # (B, T) row of `chars` for each token
+    mask: torch.Tensor  # (B, T) True on real tokens
+    lengths: torch.Tensor  # (B,) sentence lengths, int64 on CPU
+    tags: torch.Tensor | None  # (B, T) label indices, 0 on padding
+    sentence_ids: np.ndarray  # (B,) positions of the sentences in the encoded corpus
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+class Encoder:
+    """Maps tokens and tags to indices with the vocabularies a model was trained with."""
+
+    def __init__(
+        self, words: Vocabulary, chars: Vocabulary, labels: Sequence[str], lowercase: bool = True
+    ) -> None:
+        self.words = words
+        self.chars = chars
+        self.labels = list(labels)
+        self.label_index = {label: i for i, label in enumerate(self.labels)}
+        self.lowercase = lowercase
+
+    def encode(
+        self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None
+    ) -> EncodedSentences:
+        """Encode token lists (and their tags, already in the model's tag scheme)."""
+        lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
+        offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = [token for sentence in sentences for token in sentence]
+        type_index: dict[str, int] = {}
+        type_ids = np.fromiter(
+            (type_index.setdefault(t, len(type_index)) for t in flat), np.int64, count=len(flat)
+        )
+        types = list(type_index)
+        words = np.fromiter(
+            (self.words.index(normalise_word(t, self.lowercase)) for t in types), np.int64,
+            count=len(types),
+        )[type_ids]
+        cases = np.fromiter((casing_class(t) for t in types), np.int64, count=len(types))[type_ids]
+        type_chars = np.zeros((len(types), MAX_WORD_CHARS), dtype=np.int64)
+        type_lengths = np.zeros(len(types), dtype=np.int64)
+        for i, token in enumerate(types):
+            ids = self.chars.indices(token[:MAX_WORD_CHARS])
+            type_chars[i, : len(ids)] = ids
+            type_lengths[i] = len(ids)
+        label_ids = None
+        if tags is not None:
+            try:
+                label_ids = np.fromiter(
+                    (self.label_index[t] for seq in tags for t in seq), np.int64, count=len(flat)
+                )
+            except KeyError as err:
+                raise ValueError(
+                    f"tag {err.args[0]!r} is not one of the model's labels {self.labels}"
+                ) from None
+        return EncodedSentences(
+            offsets, lengths, words, cases, type_ids, type_chars, type_lengths, label_ids
+        )
+
+
+@dataclass
+class EncodedSentences:
+    offsets: np.ndarray  # (N + 1,) start of each sentence in the flat arrays
+    lengths: np.ndarray  # (N,)
+    words: np.ndarray  # (tokens,)
+    cases: np.ndarray  # (tokens,)
+    type_ids: np.ndarray  # (tokens,) index of each token's surface form
+    type_chars: np.ndarray  # (types, MAX_WORD_CHARS)
+    type_lengths: np.ndarray  # (types,)
+    labels: np.ndarray | None  # (tokens,)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def batch(self, sentence_ids: Sequence[int] | np.ndarray) -> Batch:
+        ids = np.asarray(sentence_ids, dtype=np.int64)
+        lengths = self.lengths[ids]
+        width = int(lengths.max())
+        positions = np.arange(width)
+        mask = positions[None, :] < lengths[:, None]  # (B, T)
+        flat = np.where(mask, self.offsets[ids][:, None] + positions[None, :], 0)  # (B, T)
+        unique_types, char_index = np.unique(self.type_ids[flat][mask], return_inverse=True)
+        char_width = max(int(self.type_lengths[unique_types].max()), 1)
+        char_rows = np.zeros(mask.shape, dtype=np.int64)
+        char_rows[mask] = char_index
+        tags = None
+        if self.labels is not None:
+            tags = torch.from_numpy(np.where(mask, self.labels[flat], 0))
+        return Batch(
+            words=torch.from_numpy(np.where(mask, self.words[flat], 0)),
+            cases=torch.from_numpy(np.where(mask, self.cases[flat], 0)),
+            chars=torch.from_numpy(np.ascontiguousarray(self.type_chars[unique_types, :char_width])),
+            char_index=torch.from_numpy(char_rows),
+            mask=torch.from_numpy(mask),
+            lengths=torch.from_numpy(lengths),
+            tags=tags,
+            sentence_ids=ids,
+        )
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Group sentences of similar length so batches carry little padding.
+
+    With ``rng`` the order is shuffled reproducibly: lengths get random tie-breaking within equal
+    lengths, and the batches themselves come in random order. Without it (prediction) batches
+    are sorted by length, longest first.
+    """
+    if rng is None:
+        order = np.argsort(-lengths, kind="stable")
+    else:
+        order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def iterate_batches(
+    data: EncodedSentences, batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[Batch]:
+    for ids in bucketed_batches(data.lengths, batch_size, rng):
+        yield data.batch(ids)

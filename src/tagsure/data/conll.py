@@ -1,0 +1,194 @@
+"""Read CoNLL-style column files, one sentence at a time, with errors that name file and line.
+
+A column file has one token per line, whitespace- or tab-separated columns, a blank line between
+sentences, and optionally ``-DOCSTART-`` lines between documents. We read it as bytes and decode
+line by line so that a bad byte is reported with its line number instead of failing somewhere
+inside the codec, and so that memory stays proportional to one sentence, not to the file.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.txt"
+    >>> _ = path.write_text("EU B-ORG\\nrejects O\\n\\nPeter B-PER\\n")
+    >>> [s.tokens for s in read_conll(path)]
+    [['EU', 'rejects'], ['Peter']]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tagsure.data.schemes import TagScheme, detect_scheme, split_tag
+
+DOCSTART = "-DOCSTART-"
+
+
+class CorpusError(ValueError):
+    """Malformed corpus input; the message names the file, the line and the problem."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, problem: str) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {problem}")
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+
+
+@dataclass
+class Sentence:
+    """A tokenised sentence; ``tags`` is None when the input has no tag column."""
+
+    tokens: list[str]
+    tags: list[str] | None = None
+    line: int = 0  # line number of the first token, for error messages
+    document: int = 0  # index of the -DOCSTART- document this sentence belongs to
+
+
+@dataclass(frozen=True)
+class ColumnFormat:
+    """How to read a column file.
+
+    ``tag_column`` is None for untagged input (token per line). Column indices may be negative
+    (``-1`` is the last column, the CoNLL-2003 NER tag). ``separator`` None splits on runs of
+    whitespace (CoNLL-2003); ``"\\t"`` splits on single tabs (WikiANN), where tokens may hold
+    spaces and an empty field is an error.
+    """
+
+    token_column: int = 0
+    tag_column: int | None = -1
+    separator: str | None = None
+    token_prefix: str = ""  # stripped from every token, e.g. "en:" in WikiANN
+
+
+@dataclass
+class Corpus:
+    """Sentences read fully into memory, with the tag scheme detected on them."""
+
+    sentences: list[Sentence]
+    scheme: TagScheme | None
+    path: str = ""
+    labels: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(s.tokens) for s in self.sentences)
+
+
+def read_conll(
+    path: str | os.PathLike[str], fmt: ColumnFormat | None = None, *, detect_prefix: bool = True
+) -> Iterator[Sentence]:
+    """Yield the sentences of a column file, streaming.
+
+    With ``detect_prefix`` and no explicit ``fmt.token_prefix``, a WikiANN-style language prefix
+    (``en:``) shared by the first token of the file is stripped from every token.
+    Raises :class:`CorpusError` (file, line, problem) on malformed input, including a file with no
+    sentences.
+    """
+    fmt = fmt or ColumnFormat()
+    prefix = fmt.token_prefix
+    tokens: list[str] = []
+    tags: list[str] = []
+    first_line = 0
+    columns: int | None = None
+    document = 0
+    sentences = 0
+
+    def flush() -> Sentence | None:
+        nonlocal tokens, tags
+        if not tokens:
+            return None
+        sentence = Sentence(tokens, tags if fmt.tag_column is not None else None, first_line, document)
+        tokens, tags = [], []
+        return sentence
+
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise CorpusError(
+                    path, number, f"not valid UTF-8 (byte {err.start + 1} of the line); "
+                    "re-encode the file as UTF-8"
+                ) from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                if (sentence := flush()) is not None:
+                    sentences += 1
+                    yield sentence
+                continue
+            fields = line.split(fmt.separator) if fmt.separator else line.split()
+            if fields[0] == DOCSTART:
+                if (sentence := flush()) is not None:
+                    sentences += 1
+                    yield sentence
+                document += 1
+                continue
+            if columns is None:
+                columns = len(fields)
+                if fmt.tag_column is not None and columns < 2:
+                    raise CorpusError(
+                        path, number, f"expected a token and a tag column, found 1 column {line!r}"
+                    )
+                if detect_prefix and not prefix:
+                    prefix = _language_prefix(fields[fmt.token_column])
+            elif len(fields) != columns:
+                raise CorpusError(
+                    path, number, f"found {len(fields)} columns, expected {columns} as on the "
+                    f"first token line: {line!r}"
+                )
+            try:
+                token = fields[fmt.token_column]
+                tag = fields[fmt.tag_column] if fmt.tag_column is not None else None
+            except IndexError:
+                raise CorpusError(path, number, f"no column {fmt.token_column}/{fmt.tag_column} "
+                                  f"in a line of {len(fields)} columns") from None
+            if prefix and token.startswith(prefix):
+                token = token[len(prefix):]
+            if not token.strip():
+                raise CorpusError(path, number, "empty token")
+            if tag is not None:
+                try:
+                    split_tag(tag)
+                except ValueError as err:
+                    raise CorpusError(path, number, str(err)) from None
+                tags.append(tag)
+            if not tokens:
+                first_line = number
+            tokens.append(token)
+    if (sentence := flush()) is not None:
+        sentences += 1
+        yield sentence
+    if sentences == 0:
+        raise CorpusError(path, None, "no sentences found (is the file empty?)")
+
+
+def _language_prefix(token: str) -> str:
+    """WikiANN writes ``en:Paris``; return ``"en:"`` for such a token, else ``""``."""
+    head, sep, rest = token.partition(":")
+    if sep and rest and len(head) in (2, 3) and head.isalpha() and head.islower():
+        return head + sep
+    return ""
+
+
+def load_corpus(path: str | os.PathLike[str], fmt: ColumnFormat | None = None) -> Corpus:
+    """Read a whole column file and detect its tag scheme.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.txt"
+        >>> _ = path.write_text("EU B-ORG\\nrejects O\\n")
+        >>> load_corpus(path).scheme.name
+        'IOB2'
+    """
+    sentences = list(read_conll(path, fmt))
+    tagged = [s.tags for s in sentences if s.tags is not None]
+    scheme = detect_scheme(tagged) if tagged else None
+    labels = sorted({t for tags in tagged for t in tags})
+    return Corpus(sentences, scheme, str(Path(path)), labels)

@@ -1,0 +1,104 @@
+"""BiLSTM-CRF tagger: word + casing + character features, a BiLSTM, and a CRF or softmax head.
+
+The architecture follows Lample et al. (2016) and Ma & Hovy (2016). Everything the network
+needs to rebuild itself is in :class:`BiLSTMConfig`, including the head's output size, so a
+reloaded model can never come back with a head of another size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from tagsure.data.batching import Batch
+from tagsure.data.features import CASING_CLASSES
+from tagsure.encoders.bilstm import BiLSTMEncoder
+from tagsure.encoders.chars import build_char_encoder
+from tagsure.encoders.words import LockedDropout, WordDropout
+from tagsure.heads.crf import CRF
+from tagsure.heads.softmax import Softmax
+
+ARCHITECTURE = "tagsure.BiLSTMCRF.v1"
+
+
+@dataclass
+class BiLSTMConfig:
+    num_words: int
+    num_chars: int
+    num_labels: int
+    word_dim: int = 100
+    casing_dim: int = 16
+    char_encoder: str = "cnn"  # "cnn" or "lstm"
+    char_dim: int = 32
+    char_size: int = 64  # CNN filters, or LSTM hidden size per direction
+    hidden_size: int = 256
+    layers: int = 1
+    dropout: float = 0.5
+    word_dropout: float = 0.05
+    head: str = "crf"  # "crf" or "softmax"
+    lowercase_words: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BiLSTMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown BiLSTM settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+class BiLSTMTagger(nn.Module):
+    architecture = ARCHITECTURE
+
+    def __init__(
+        self,
+        config: BiLSTMConfig,
+        allowed_transitions: list[tuple[int, int]] | None = None,
+        allowed_starts: list[int] | None = None,
+        allowed_ends: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.words = nn.Embedding(config.num_words, config.word_dim, padding_idx=0)
+        self.casing = nn.Embedding(len(CASING_CLASSES), config.casing_dim, padding_idx=0)
+        self.chars = build_char_encoder(
+            config.char_encoder, config.num_chars, config.char_dim, config.char_size
+        )
+        self.word_dropout = WordDropout(config.word_dropout)
+        self.dropout = LockedDropout(config.dropout)
+        features = config.word_dim + config.casing_dim + self.chars.output_dim
+        self.encoder = BiLSTMEncoder(features, config.hidden_size, config.layers, config.dropout)
+        self.emission = nn.Linear(self.encoder.output_dim, config.num_labels)
+        if config.head == "crf":
+            self.head: CRF | Softmax = CRF(
+                config.num_labels, allowed_transitions, allowed_starts, allowed_ends
+            )
+        elif config.head == "softmax":
+            self.head = Softmax(config.num_labels)
+        else:
+            raise ValueError(f"unknown head {config.head!r}; choose 'crf' or 'softmax'")
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        """Per-token label scores (B, T, K) before the head's decoding."""
+        words = self.word_embeddings(batch)  # (B, T, word_dim + casing_dim)
+        chars = self.chars(batch.chars)[batch.char_index]  # (U, C) -> (B, T, C)
+        x = self.dropout(torch.cat([words, chars], dim=2))
+        h = self.dropout(self.encoder(x, batch.lengths))  # (B, T, 2H)
+        return self.emission(h)
+
+    def word_embeddings(self, batch: Batch) -> torch.Tensor:
+        words = self.words(self.word_dropout(batch.words))
+        return torch.cat([words, self.casing(batch.cases)], dim=2)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        assert batch.tags is not None, "training batches carry tags"
+        return self.head.loss(self.emissions(batch), batch.tags, batch.mask)
+
+    def decode(self, batch: Batch) -> torch.Tensor:
+        return self.head.decode(self.emissions(batch), batch.mask)

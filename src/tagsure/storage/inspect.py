@@ -1,0 +1,645 @@
+"""Look inside a model or checkpoint before trusting it: ``inspect_path(path)``.
+
+Reads tagsure model files, ``.safetensors``, PyTorch ``.pt/.pth/.bin/.ckpt`` (weights only;
+code pickles are refused, never run) and Hugging Face model directories, and reports the
+config, the labels, every tensor, the wrapper prefixes a training setup left on the keys,
+and the classification head with its output size. The head check exists because the most
+damaging silent failure of a tagger is a head of the wrong size: a 3-label token head
+replaced by a 30,522-way vocabulary head still "loads" in many toolkits.
+
+Safetensors files are inspected from their header alone, so no tensor data is read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from tagsure.storage.checkpoints import (
+    PYTORCH_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
+    WRAPPER_PREFIXES,
+    CheckpointError,
+    extract_state_dict,
+    load_torch_file,
+    read_safetensors_header,
+    resolve_weights_files,
+)
+
+__all__ = ["HeadInfo", "Inspection", "TensorInfo", "inspect_path"]
+
+logger = logging.getLogger(__name__)
+
+# safetensors header dtype codes -> torch dtype names, so every kind reports alike.
+_SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+# Heads that predict the vocabulary (masked / causal LM), matched on unwrapped names.
+_LM_HEAD_PATTERNS = (
+    "lm_head.weight",
+    "*.lm_head.weight",
+    "lm_head.decoder.weight",
+    "*predictions.decoder.weight",
+    "generator_lm_head.weight",
+    "embed_out.weight",
+)
+# Module names that mark a final classification layer (HF `classifier`, tagsure `head`,
+# CRF taggers' `emission(s)`, classic `hidden2tag`, RoBERTa's `classifier.out_proj`...).
+_HEAD_WORDS = frozenset(
+    {
+        "classifier",
+        "head",
+        "emission",
+        "emissions",
+        "hidden2tag",
+        "tag_projection",
+        "score",
+        "out_proj",
+        "output_layer",
+    }
+)
+# Leaf layers that sit *before* the final projection inside a head.
+_HIDDEN_LEAVES = frozenset({"dense", "LayerNorm", "layer_norm", "norm", "transform", "pooler"})
+_FINAL_LEAVES = frozenset(
+    {"out_proj", "emission", "emissions", "classifier", "hidden2tag", "head", "score", "proj"}
+    | {"tag_projection", "output_layer", "linear", "out", "output", "fc"}
+)
+_LM_ARCHITECTURE_MARKERS = ("ForMaskedLM", "ForPreTraining", "ForCausalLM", "LMHeadModel")
+_HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape and dtype of one stored tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def parameters(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "parameters": self.parameters,
+        }
+
+
+@dataclass
+class HeadInfo:
+    """The layer that produces the final scores, as found by name and shape heuristics.
+
+    ``kind`` is ``"token classification"`` or ``"LM head"``.
+    """
+
+    tensor: str
+    output_size: int
+    kind: str
+    crf_tensor: str | None = None
+    crf_size: int | None = None
+
+    @property
+    def description(self) -> str:
+        """Human summary, e.g. 'token classification head with 3 labels'."""
+        if self.kind == "LM head":
+            return f"LM head (vocabulary-sized output, {self.output_size:,})"
+        return f"token classification head with {self.output_size} labels"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "tensor": self.tensor,
+            "output_size": self.output_size,
+            "kind": self.kind,
+            "description": self.description,
+            "crf_tensor": self.crf_tensor,
+            "crf_size": self.crf_size,
+        }
+
+
+@dataclass
+class Inspection:
+    """Everything :func:`inspect_path` found; ``format_text()`` / ``to_dict()`` to show it."""
+
+    path: str
+    kind: str
+    files: list[str] = field(default_factory=list)
+    container_key: str | None = None
+    architecture: str | None = None
+    config: dict[str, Any] | None = None
+    labels: list[str] | None = None
+    num_labels: int | None = None
+    vocab_size: int | None = None
+    hidden_size: int | None = None
+    tag_scheme: str | None = None
+    tagsure: dict[str, Any] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    tokenizer_files: list[str] | None = None
+    extras: dict[str, str] = field(default_factory=dict)
+    tensors: list[TensorInfo] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    head: HeadInfo | None = None
+    other_heads: list[HeadInfo] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_parameters(self) -> int:
+        """Sum of elements over all tensors."""
+        return sum(t.parameters for t in self.tensors)
+
+    @property
+    def head_matches_labels(self) -> bool | None:
+        """Whether the head size equals the number of labels (None when either is unknown)."""
+        if self.head is None or self.num_labels is None:
+            return None
+        return self.head.kind != "LM head" and self.head.output_size == self.num_labels
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``json.dumps(inspection.to_dict())`` works)."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "files": list(self.files),
+            "container_key": self.container_key,
+            "architecture": self.architecture,
+            "config": self.config,
+            "labels": self.labels,
+            "num_labels": self.num_labels,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "tag_scheme": self.tag_scheme,
+            "tagsure": self.tagsure,
+            "metadata": dict(self.metadata),
+            "tokenizer_files": self.tokenizer_files,
+            "extras": dict(self.extras),
+            "prefixes": list(self.prefixes),
+            "head": self.head.to_dict() if self.head else None,
+            "other_heads": [h.to_dict() for h in self.other_heads],
+            "head_matches_labels": self.head_matches_labels,
+            "total_parameters": self.total_parameters,
+            "tensor_count": len(self.tensors),
+            "tensors": [t.to_dict() for t in self.tensors],
+            "warnings": list(self.warnings),
+        }
+
+    def format_text(self) -> str:
+        """Readable report: summary lines, the tensor table, then warnings."""
+        out = [str(self.path)]
+
+        def row(label: str, value: object) -> None:
+            out.append(f"  {label:<15}: {value}")
+
+        row("kind", self.kind)
+        if len(self.files) > 1 or (self.files and self.files[0] != self.path):
+            row("weights", ", ".join(Path(f).name for f in self.files))
+        if self.container_key:
+            row("container key", self.container_key)
+        if self.architecture:
+            row("architecture", self.architecture)
+        if self.tag_scheme:
+            row("tag scheme", self.tag_scheme)
+        if self.labels is not None:
+            shown = ", ".join(self.labels[:40]) + (" ..." if len(self.labels) > 40 else "")
+            row("labels", f"{len(self.labels)} labels: {shown}")
+        elif self.num_labels is not None:
+            row("labels", f"{self.num_labels} labels (names unknown)")
+        if self.vocab_size is not None:
+            row("vocab size", f"{self.vocab_size:,}")
+        if self.hidden_size is not None:
+            row("hidden size", self.hidden_size)
+        if self.tokenizer_files is not None:
+            row("tokenizer", ", ".join(self.tokenizer_files) or "no tokenizer files")
+        if self.tagsure:
+            for key in ("format_version", "training", "metrics", "versions"):
+                if self.tagsure.get(key) not in (None, {}, []):
+                    row(key.replace("_", " "), _one_line(self.tagsure[key]))
+            if self.tagsure.get("vocabularies"):
+                row("vocabularies", _one_line(self.tagsure["vocabularies"]))
+        if self.config:
+            out.append("  config:")
+            for key, value in self.config.items():
+                out.append(f"    {key} = {_one_line(value)}")
+        for key, value in self.extras.items():
+            row(f"entry {key!r}", value)
+        row(
+            "wrapper prefix",
+            " + ".join(f"{p} ({WRAPPER_PREFIXES[p].split(' (')[0]})" for p in self.prefixes)
+            if self.prefixes
+            else "none",
+        )
+        if self.head:
+            verdict = ""
+            if self.head_matches_labels:
+                verdict = f" (matches the {self.num_labels} labels)"
+            elif self.head_matches_labels is False:
+                verdict = f" (MISMATCH: {self.num_labels} labels)"
+            row("head", f"{self.head.tensor}: {self.head.description}{verdict}")
+            if self.head.crf_tensor:
+                row("CRF", f"{self.head.crf_tensor} ({self.head.crf_size} x {self.head.crf_size})")
+        else:
+            row("head", "no classification or LM head tensor recognised")
+        for other in self.other_heads:
+            row("also", f"{other.tensor}: {other.description}")
+        row("parameters", f"{self.total_parameters:,} in {len(self.tensors)} tensors")
+        out.append("")
+        out.append(_tensor_table(self.tensors))
+        if self.warnings:
+            out.append("")
+            out.append("Warnings:")
+            out.extend(f"  ! {w}" for w in self.warnings)
+        return "\n".join(out)
+
+
+def _one_line(value: Any, limit: int = 100) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    # Python tuple notation, so a 1-D shape reads (5,) like everywhere else in tagsure.
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
+    if not tensors:
+        return "  (no tensors)"
+    shapes = [_fmt_shape(t.shape) for t in tensors]
+    wn = max(len("tensor"), *(len(t.name) for t in tensors))
+    ws = max(len("shape"), *(len(s) for s in shapes))
+    wd = max(len("dtype"), *(len(t.dtype) for t in tensors))
+    total = sum(t.parameters for t in tensors)
+    wp = max(len("params"), len(f"{total:,}"))
+    lines = [f"  {'tensor':<{wn}}  {'shape':<{ws}}  {'dtype':<{wd}}  {'params':>{wp}}"]
+    lines.append("  " + "-" * (wn + ws + wd + wp + 6))
+    for t, shape in zip(tensors, shapes, strict=True):
+        lines.append(f"  {t.name:<{wn}}  {shape:<{ws}}  {t.dtype:<{wd}}  {t.parameters:>{wp},}")
+    lines.append(f"  {'total':<{wn}}  {'':<{ws}}  {'':<{wd}}  {total:>{wp},}")
+    return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return f"tensor{tuple(value.shape)}"
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------
+# Reading each kind
+# --------------------------------------------------------------------------------------
+
+
+def _safetensors_infos(path: Path) -> tuple[list[TensorInfo], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    header = read_safetensors_header(path)  # raises a clear CheckpointError when truncated
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+    except SafetensorError as exc:
+        raise CheckpointError(
+            f"{path}: cannot read safetensors file ({exc}). It may be corrupt; re-copy or "
+            "re-save it."
+        ) from exc
+    infos = [
+        TensorInfo(name, tuple(int(d) for d in entry["shape"]), _dtype(entry["dtype"]))
+        for name, entry in header.items()
+        if name != "__metadata__"
+    ]
+    return infos, metadata
+
+
+def _dtype(code: str) -> str:
+    return _SAFETENSORS_DTYPES.get(code, code.lower())
+
+
+def _torch_infos(path: Path, result: Inspection) -> list[TensorInfo]:
+    obj = load_torch_file(path)  # weights_only=True; refuses code pickles
+    try:
+        container, mapping = extract_state_dict(obj)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    result.container_key = result.container_key or container
+    if container and isinstance(obj, Mapping):
+        top = container.split("/")[0]
+        for key, value in obj.items():
+            if key == top:
+                continue
+            if key in ("hyper_parameters", "hparams", "config") and isinstance(value, Mapping):
+                result.config = _jsonable(value)
+            else:
+                result.extras[str(key)] = _describe(value)
+    skipped = [str(k) for k, v in mapping.items() if not isinstance(v, Tensor)]
+    if skipped:
+        result.extras["(non-tensor entries in state dict)"] = ", ".join(skipped[:10])
+    return [
+        TensorInfo(k, tuple(int(d) for d in v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in mapping.items()
+        if isinstance(k, str) and isinstance(v, Tensor)
+    ]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return f"dict with {len(value)} entries"
+    if isinstance(value, list | tuple):
+        return f"{type(value).__name__} of {len(value)}"
+    return _one_line(_jsonable(value), limit=60)
+
+
+def _weights_infos(path: Path, result: Inspection) -> tuple[list[TensorInfo], str]:
+    """Tensor infos of one weights file and its format ("safetensors" or "pytorch")."""
+    suffix = path.suffix.lower()
+    is_safetensors = suffix in SAFETENSORS_SUFFIXES
+    if not is_safetensors and suffix not in PYTORCH_SUFFIXES:
+        # Unknown suffix: safetensors starts with a little-endian u64 length then '{'.
+        with path.open("rb") as fh:
+            head = fh.read(9)
+        is_safetensors = len(head) == 9 and head[8:9] == b"{"
+    if is_safetensors:
+        infos, metadata = _safetensors_infos(path)
+        result.metadata.update(metadata)
+        return infos, "safetensors"
+    return _torch_infos(path, result), "pytorch"
+
+
+def _apply_tagsure_document(result: Inspection) -> None:
+    result.kind = "tagsure model file"
+    raw = result.metadata.pop("tagsure", None)
+    if raw is None:
+        result.warnings.append(
+            "the file says it is a tagsure model but has no 'tagsure' metadata document; "
+            "it was not written by tagsure's model_file (or was edited). Re-export the model."
+        )
+        return
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        result.warnings.append(
+            f"the 'tagsure' metadata document is not valid JSON ({exc}); the file is damaged. "
+            "Re-export the model."
+        )
+        return
+    result.architecture = doc.get("architecture")
+    config = doc.get("model_config")
+    result.config = _jsonable(config) if isinstance(config, Mapping) else None
+    labels = doc.get("labels")
+    if isinstance(labels, list):
+        result.labels = [str(label) for label in labels]
+        result.num_labels = len(result.labels)
+    result.tag_scheme = doc.get("tag_scheme")
+    summary = {k: v for k, v in doc.items() if k not in ("model_config", "labels", "vocabularies")}
+    vocabularies = doc.get("vocabularies")
+    if isinstance(vocabularies, Mapping):
+        # Vocabularies can hold tens of thousands of entries: report sizes, not contents.
+        summary["vocabularies"] = {
+            str(k): (len(v) if isinstance(v, Sequence | Mapping) else _jsonable(v))
+            for k, v in vocabularies.items()
+        }
+    result.tagsure = _jsonable(summary)
+
+
+def _apply_hf_config(directory: Path, result: Inspection) -> None:
+    config_path = directory / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{config_path}: cannot read the model config ({exc}). Re-copy the model directory."
+        ) from exc
+    result.config = _jsonable(config)
+    architectures = config.get("architectures") or []
+    result.architecture = ", ".join(str(a) for a in architectures) or config.get("model_type")
+    result.vocab_size = _int_or_none(config.get("vocab_size"))
+    result.hidden_size = next(
+        (_int_or_none(config[k]) for k in _HIDDEN_SIZE_KEYS if k in config), None
+    )
+    is_lm = any(m in str(a) for a in architectures for m in _LM_ARCHITECTURE_MARKERS)
+    id2label = config.get("id2label")
+    if is_lm:
+        return  # an LM config's default id2label/num_labels says nothing about its head
+    if isinstance(id2label, Mapping) and id2label:
+        try:
+            ordered = sorted(id2label.items(), key=lambda kv: int(kv[0]))
+        except (TypeError, ValueError):
+            ordered = list(id2label.items())
+        result.labels = [str(v) for _, v in ordered]
+        result.num_labels = len(result.labels)
+    declared = _int_or_none(config.get("num_labels"))
+    if declared is not None:
+        if result.num_labels is None:
+            result.num_labels = declared
+        elif declared != result.num_labels:
+            result.warnings.append(
+                f"config.json says num_labels={declared} but id2label has "
+                f"{result.num_labels} entries; fix the config so both agree."
+            )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --------------------------------------------------------------------------------------
+# Prefixes and heads
+# --------------------------------------------------------------------------------------
+
+
+def _common_wrapper_prefixes(names: Sequence[str]) -> list[str]:
+    """Wrapper segments (``module.`` etc.) that lead *every* key, outermost first."""
+    prefixes: list[str] = []
+    current = list(names)
+    while current:
+        first = current[0].split(".", 1)[0] + "."
+        if first not in WRAPPER_PREFIXES:
+            break
+        if not all(n.startswith(first) and len(n) > len(first) for n in current):
+            break
+        prefixes.append(first)
+        current = [n[len(first) :] for n in current]
+    return prefixes
+
+
+def _find_heads(
+    tensors: Sequence[TensorInfo], strip: str, vocab_size: int | None
+) -> tuple[HeadInfo | None, list[HeadInfo]]:
+    classifiers: list[tuple[int, int, TensorInfo]] = []
+    lm_heads: list[TensorInfo] = []
+    crf: TensorInfo | None = None
+    for index, info in enumerate(tensors):
+        name = info.name[len(strip) :]
+        parts = name.split(".")
+        if "transition" in name.lower():
+            # CRF transition scores: square, one row per tag (sometimes + start/stop).
+            # Masks of allowed transitions are buffers beside the scores, not the scores.
+            square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
+            if square and "mask" not in name.lower() and info.dtype != "bool":
+                crf = crf or info
+            continue
+        if len(info.shape) != 2 or parts[-1] != "weight":
+            continue
+        if any(fnmatch.fnmatchcase(name, p) for p in _LM_HEAD_PATTERNS):
+            lm_heads.append(info)
+            continue
+        modules = parts[:-1]
+        if not _HEAD_WORDS.intersection(modules) or modules[-1] in _HIDDEN_LEAVES:
+            continue
+        rank = 0 if modules[-1] in _FINAL_LEAVES else 1
+        classifiers.append((rank, -index, info))
+    found: list[HeadInfo] = []
+    for _rank, _neg_index, info in sorted(classifiers, key=lambda c: (c[0], c[1])):
+        is_vocab = vocab_size is not None and info.shape[0] == vocab_size and vocab_size > 1
+        found.append(
+            HeadInfo(info.name, info.shape[0], "LM head" if is_vocab else "token classification")
+        )
+        break  # the best-ranked classifier is the head; deeper hidden layers are not
+    found.extend(HeadInfo(info.name, info.shape[0], "LM head") for info in lm_heads)
+    if not found:
+        return None, []
+    head, others = found[0], found[1:]
+    if crf is not None:
+        head.crf_tensor, head.crf_size = crf.name, crf.shape[0]
+    return head, others
+
+
+def _check_head(result: Inspection) -> None:
+    head, n = result.head, result.num_labels
+    if n is None:
+        return
+    if head is None:
+        result.warnings.append(
+            f"the config lists {n} labels but no classification head tensor was recognised; "
+            "check the tensor table for the final layer."
+        )
+        return
+    if head.kind == "LM head":
+        result.warnings.append(
+            f"the config lists {n} labels but the head {head.tensor} is an LM head "
+            f"(vocabulary-sized output, {head.output_size:,}); these weights are not a token "
+            f"classifier for these labels. Use the fine-tuned checkpoint, or train a head."
+        )
+    elif head.output_size != n:
+        result.warnings.append(
+            f"head {head.tensor} has {head.output_size} outputs but there are {n} labels; "
+            "the head was trained for another label set. Do not use this model with these "
+            "labels; retrain or use the matching labels."
+        )
+    if head.crf_size is not None and head.crf_size not in (n, n + 2):
+        result.warnings.append(
+            f"CRF {head.crf_tensor} is {head.crf_size} x {head.crf_size} but there are {n} "
+            f"labels (expected {n} or {n + 2} with start/stop states)."
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+
+
+def inspect_path(path: str | Path) -> Inspection:
+    """Inspect a tagsure model file, safetensors / PyTorch checkpoint or HF model directory.
+
+    Never runs code from the file: safetensors are read from their header, PyTorch files
+    with ``weights_only=True`` (code pickles raise :class:`CheckpointError`).
+
+    >>> import tempfile, torch, safetensors.torch
+    >>> p = Path(tempfile.mkdtemp()) / "w.safetensors"
+    >>> safetensors.torch.save_file({"classifier.weight": torch.zeros(3, 4)}, str(p))
+    >>> inspect_path(p).head.description
+    'token classification head with 3 labels'
+    """
+    path = Path(path)
+    if path.is_dir():
+        result = Inspection(str(path), "huggingface model directory")
+        if not (path / "config.json").is_file():
+            try:
+                files = resolve_weights_files(path)
+            except CheckpointError as exc:
+                raise CheckpointError(
+                    f"{path}: not a model directory (no config.json, no weights): {exc}"
+                ) from None
+            result.kind = "model directory (no config.json)"
+            result.warnings.append("no config.json: labels and sizes are unknown.")
+        else:
+            _apply_hf_config(path, result)
+            try:
+                files = resolve_weights_files(path)
+            except CheckpointError as exc:
+                files = []
+                result.warnings.append(f"no weights: {exc}")
+        result.tokenizer_files = [f for f in _TOKENIZER_FILES if (path / f).is_file()]
+        result.files = [str(f) for f in files]
+        for file in files:
+            result.tensors.extend(_weights_infos(file, result)[0])
+    elif path.is_file():
+        result = Inspection(str(path), "", files=[str(path)])
+        result.tensors, fmt = _weights_infos(path, result)
+        if result.metadata.get("format") == "tagsure":
+            _apply_tagsure_document(result)
+        else:
+            result.kind = "safetensors" if fmt == "safetensors" else "pytorch checkpoint"
+    else:
+        raise CheckpointError(f"{path}: no such file or directory.")
+
+    result.prefixes = _common_wrapper_prefixes([t.name for t in result.tensors])
+    result.head, result.other_heads = _find_heads(
+        result.tensors, "".join(result.prefixes), result.vocab_size
+    )
+    _check_head(result)
+    if result.prefixes:
+        logger.info("%s: keys carry wrapper prefix %s", path, "".join(result.prefixes))
+    # INFO, not WARNING: the warnings are part of the returned report, which callers show.
+    for warning in result.warnings:
+        logger.info("%s: %s", path, warning)
+    return result

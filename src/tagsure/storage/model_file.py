@@ -1,0 +1,206 @@
+"""The tagsure model file: one safetensors file whose metadata holds everything but the weights.
+
+Layout (see docs/model-format.md): a standard safetensors file. Its ``__metadata__`` has
+``format = "tagsure"``, ``format_version`` and ``tagsure``, a JSON document with the
+architecture, its config, vocabularies, labels, tag schemes, training settings, metrics,
+versions and a SHA-256 digest of the weights. No pickle anywhere: loading a file from a
+stranger can't run code. Writes go to a temporary file in the same folder that is renamed over
+the target only when complete, so a killed process never leaves half a model under the name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import struct
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from tagsure.data.batching import Encoder
+from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowed_transitions
+from tagsure.data.vocab import Vocabulary
+from tagsure.models.bilstm_crf import ARCHITECTURE, BiLSTMConfig, BiLSTMTagger
+
+if TYPE_CHECKING:
+    from tagsure.tagger import Tagger
+
+FORMAT_NAME = "tagsure"
+FORMAT_VERSION = 1
+_MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable tagsure model; the message names the file and the fix."""
+
+
+def save_tagger(tagger: Tagger, path: str | os.PathLike[str]) -> None:
+    document = describe(tagger)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tagger.model.state_dict().items()}
+    document["weights_sha256"] = weights_digest(tensors)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        FORMAT_NAME: json.dumps(document, ensure_ascii=False, sort_keys=True),
+    }
+    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
+
+
+def describe(tagger: Tagger) -> dict[str, Any]:
+    """The JSON document stored beside the weights (without the weights digest)."""
+    from tagsure import __version__
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "architecture": ARCHITECTURE,
+        "model_config": tagger.model.config.to_dict(),
+        "labels": tagger.labels,
+        "tag_scheme": tagger.model_scheme.value,
+        "output_scheme": tagger.output_scheme.value,
+        "vocabularies": {"words": tagger.encoder.words.items, "chars": tagger.encoder.chars.items},
+        "training": tagger.metadata.get("training", {}),
+        "metrics": tagger.metadata.get("metrics", {}),
+        "versions": {
+            "tagsure": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def load_tagger(path: str | os.PathLike[str]) -> Tagger:
+    from tagsure.tagger import Tagger
+
+    document, tensors = read_model_file(path)
+    architecture = document.get("architecture")
+    if architecture != ARCHITECTURE:
+        raise ModelFileError(f"{path}: unknown architecture {architecture!r}; this tagsure "
+                             f"reads {ARCHITECTURE!r}. Upgrade tagsure.")
+    config = BiLSTMConfig.from_dict(document["model_config"])
+    labels = document["labels"]
+    if len(labels) != config.num_labels:
+        raise ModelFileError(f"{path}: the file lists {len(labels)} labels but its head has "
+                             f"{config.num_labels} outputs; the file is inconsistent")
+    model_scheme = TagScheme(document["tag_scheme"])
+    model = build_model(config, labels, model_scheme)
+    # strict=True: every tensor of the network must come from the file, and nothing else.
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    vocabularies = document["vocabularies"]
+    encoder = Encoder(
+        Vocabulary(vocabularies["words"]), Vocabulary(vocabularies["chars"]), labels,
+        config.lowercase_words,
+    )
+    metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
+    return Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
+
+
+def build_model(config: BiLSTMConfig, labels: list[str], scheme: TagScheme) -> BiLSTMTagger:
+    """The network for ``config``, with CRF constraints derived from the labels' scheme."""
+    return BiLSTMTagger(
+        config,
+        allowed_transitions(labels, scheme),
+        allowed_starts(labels, scheme),
+        allowed_ends(labels, scheme),
+    )
+
+
+def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The JSON document and the tensors of a tagsure file, checked for truncation and digest."""
+    header = read_safetensors_header(path)
+    metadata = header.get("__metadata__") or {}
+    if metadata.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path}: a safetensors file, but not a tagsure model (no "
+                             "'format: tagsure' in its metadata); use `tagsure inspect` on it")
+    try:
+        version = int(metadata.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path}: unreadable format version "
+                             f"{metadata.get('format_version')!r}") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: written in tagsure model format {version}, newer than the "
+                             f"{FORMAT_VERSION} this tagsure reads; upgrade tagsure")
+    try:
+        document = json.loads(metadata[FORMAT_NAME])
+    except (KeyError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path}: the tagsure metadata is missing or not JSON ({err})") from None
+    tensors = load_safetensors_bytes(Path(path).read_bytes())
+    expected = document.get("weights_sha256")
+    if expected is not None and weights_digest(tensors) != expected:
+        raise ModelFileError(f"{path}: the weights do not match the digest stored at save time; "
+                             "the file was modified or corrupted")
+    return document, tensors
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse and check a safetensors header, with a clear error for truncated or foreign files."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise ModelFileError(f"{path}: {size} bytes is too short to be a model file "
+                                     "(truncated or empty)")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > _MAX_HEADER_BYTES or length > size - 8:
+                if length > _MAX_HEADER_BYTES:
+                    raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
+                raise ModelFileError(f"{path}: truncated: the header alone needs {length + 8} "
+                                     f"bytes but the file has {size}")
+            header = json.loads(handle.read(length))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise ModelFileError(f"{path}: no such file") from None
+        raise ModelFileError(f"{path}: not a safetensors/tagsure model file ({err})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
+    data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                   default=0)
+    if 8 + length + data_end > size:
+        raise ModelFileError(f"{path}: truncated: the weights need {8 + length + data_end} bytes "
+                             f"but the file has {size}; the copy or download was cut short")
+    return header
+
+
+def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old file or the complete new one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -1,0 +1,198 @@
+"""The user-facing tagger: a network plus everything needed to use it on text.
+
+A :class:`Tagger` owns the network, the vocabularies, the label dictionary and the tag schemes.
+It is what :func:`tagsure.train` returns and what :meth:`Tagger.load` rebuilds from one file.
+
+Example:
+    >>> from tagsure import Tagger                                    # doctest: +SKIP
+    >>> tagger = Tagger.load("model.tagsure")                         # doctest: +SKIP
+    >>> tagger.predict(["George Washington went to Washington ."])    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tagsure.data.batching import Encoder, EncodedSentences, bucketed_batches
+from tagsure.data.conll import Corpus, Sentence
+from tagsure.data.schemes import TagScheme, convert, to_spans
+from tagsure.data.text import Token, split_sentences
+from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
+from tagsure.models.bilstm_crf import BiLSTMTagger
+
+PREDICT_BATCH_SIZE = 256
+
+
+@dataclass
+class Entity:
+    label: str
+    text: str
+    start: int  # first token index, or character offset for raw text
+    end: int  # exclusive
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Prediction:
+    tokens: list[str]
+    tags: list[str]
+    entities: list[Entity] = field(default_factory=list)
+    offsets: list[tuple[int, int]] | None = None  # character spans of tokens in raw text
+
+
+class Tagger:
+    """A trained sequence tagger.
+
+    ``model_scheme`` is the scheme the network predicts in (BIOES by default: it gives the CRF
+    the most structure); ``output_scheme`` is the scheme of the training data, used for output
+    and evaluation, so users get tags back in the scheme they gave.
+    """
+
+    def __init__(
+        self,
+        model: BiLSTMTagger,
+        encoder: Encoder,
+        model_scheme: TagScheme,
+        output_scheme: TagScheme,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if len(encoder.labels) != model.config.num_labels:
+            raise ValueError(
+                f"the label dictionary has {len(encoder.labels)} labels but the head outputs "
+                f"{model.config.num_labels}"
+            )
+        self.model = model
+        self.encoder = encoder
+        self.model_scheme = model_scheme
+        self.output_scheme = output_scheme
+        self.metadata: dict[str, Any] = metadata or {}
+
+    @property
+    def labels(self) -> list[str]:
+        return self.encoder.labels
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def emissions(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """Per-sentence (T, K) emission scores, in input order."""
+        data = self.encoder.encode(sentences)
+        out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
+        self.model.eval()
+        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+            batch = data.batch(ids)
+            scores = self.model.emissions(batch)
+            for row, i in enumerate(ids):
+                out[i] = scores[row, : data.lengths[i]].clone()
+        return out
+
+    @torch.no_grad()
+    def tag(self, sentences: Sequence[Sequence[str]], with_scores: bool = False
+            ) -> tuple[list[list[str]], list[np.ndarray] | None]:
+        """Tags in the output scheme for pre-tokenised sentences (and token marginals)."""
+        data = self.encoder.encode(sentences)
+        return self._tag_encoded(data, with_scores)
+
+    def _tag_encoded(self, data: EncodedSentences, with_scores: bool = False
+                     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
+        self.model.eval()
+        labels = self.encoder.labels
+        tags: list[list[str]] = [[] for _ in range(len(data))]
+        scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
+        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+            batch = data.batch(ids)
+            emissions = self.model.emissions(batch)
+            path = self.model.head.decode(emissions, batch.mask).numpy()
+            if scores is not None:
+                marginals = self.model.head.marginals(emissions, batch.mask)
+                chosen = marginals.gather(2, torch.from_numpy(path).unsqueeze(2)).squeeze(2)
+            for row, i in enumerate(ids):
+                n = int(data.lengths[i])
+                tags[i] = convert([labels[j] for j in path[row, :n]], self.model_scheme,
+                                  self.output_scheme)
+                if scores is not None:
+                    scores[i] = chosen[row, :n].numpy()
+        return tags, scores
+
+    def predict(self, texts: Iterable[str | Sequence[str]], with_scores: bool = True
+                ) -> list[Prediction]:
+        """Tag raw strings or token lists; one :class:`Prediction` per input.
+
+        A raw string is split into sentences and tokens (segtok) and its entities carry
+        character offsets into the string; a token list is tagged as one sentence and its
+        entities carry token indices. Entity scores are the mean marginal probability of the
+        entity's tags.
+
+        Example:
+            >>> tagger.predict(["Angela Merkel visited Paris ."])    # doctest: +SKIP
+            [Prediction(tokens=['Angela', 'Merkel', ...], tags=['B-PER', 'I-PER', ...], ...)]
+        """
+        items = list(texts)
+        # Each input becomes one or more sentences; remember which, to merge them back.
+        sentences: list[list[str]] = []
+        parts: list[list[tuple[int, list[Token] | None]]] = []
+        for item in items:
+            pieces: list[tuple[int, list[Token] | None]] = []
+            if isinstance(item, str):
+                for toks in split_sentences(item):
+                    pieces.append((len(sentences), toks))
+                    sentences.append([t.text for t in toks])
+            elif len(item):
+                pieces.append((len(sentences), None))
+                sentences.append(list(item))
+            parts.append(pieces)
+        tags, scores = self.tag(sentences, with_scores)
+        results = []
+        for item, pieces in zip(items, parts, strict=True):
+            prediction = Prediction([], [], [], [] if isinstance(item, str) else None)
+            for k, toks in pieces:
+                for span in to_spans(tags[k], self.output_scheme):
+                    score = float(scores[k][span.start : span.end].mean()) if scores else None
+                    if toks is not None:
+                        start, end = toks[span.start].start, toks[span.end - 1].end
+                        text = str(item)[start:end]
+                    else:
+                        start, end = span.start, span.end
+                        text = " ".join(sentences[k][span.start : span.end])
+                    prediction.entities.append(Entity(span.label, text, start, end, score))
+                prediction.tokens.extend(sentences[k])
+                prediction.tags.extend(tags[k])
+                if toks is not None and prediction.offsets is not None:
+                    prediction.offsets.extend((t.start, t.end) for t in toks)
+            results.append(prediction)
+        return results
+
+    def evaluate(self, corpus: Corpus | Sequence[Sentence]) -> Metrics:
+        """Entity-level metrics on a tagged corpus, counted as conlleval counts them."""
+        sentences = corpus.sentences if isinstance(corpus, Corpus) else list(corpus)
+        if any(s.tags is None for s in sentences):
+            raise ValueError("evaluation needs a tag column in the corpus")
+        predicted, _ = self.tag([s.tokens for s in sentences])
+        accumulator = MetricsAccumulator()
+        for sentence, tags in zip(sentences, predicted, strict=True):
+            accumulator.add(sentence.tags or [], tags)
+        return accumulator.result()
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the tagger to one self-contained file, atomically (see docs/model-format.md)."""
+        from tagsure.storage.model_file import save_tagger
+
+        save_tagger(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Tagger:
+        """Rebuild a tagger from a file written by :meth:`save`; no pickle is involved."""
+        from tagsure.storage.model_file import load_tagger
+
+        return load_tagger(path)

@@ -1,0 +1,101 @@
+"""Training settings: one dataclass, readable from a TOML file.
+
+Example ``tagger.toml``::
+
+    [data]
+    train = "train.txt"
+    dev = "dev.txt"
+
+    [model]            # any field of tagsure.models.bilstm_crf.BiLSTMConfig
+    hidden_size = 256
+    head = "crf"
+
+    [training]
+    optimizer = "adamw"
+    epochs = 40
+    max_minutes = 30
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tagsure.models.bilstm_crf import BiLSTMConfig
+
+# Model settings a user may choose; sizes of vocabularies and label set come from the data.
+_DATA_DERIVED = {"num_words", "num_chars", "num_labels"}
+MODEL_SETTINGS = [f.name for f in fields(BiLSTMConfig) if f.name not in _DATA_DERIVED]
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    dev: str | None = None
+    token_column: int = 0
+    tag_column: int = -1
+    separator: str | None = None  # None: any whitespace; "\t": tabs only
+    token_prefix: str = ""  # e.g. "en:" (detected automatically for WikiANN)
+    tag_scheme: str = "BIOES"  # the scheme the model predicts in; output uses the data's own
+    min_word_count: int = 1
+    word_vectors: str | None = None  # local word2vec / GloVe / fastText text file
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    batch_size: int = 32
+    epochs: int = 40
+    max_minutes: float | None = None
+    clip_grad_norm: float = 5.0
+    anneal_factor: float = 0.5  # learning rate multiplier when dev F1 stops improving
+    anneal_patience: int = 3  # epochs without improvement before annealing
+    min_learning_rate: float = 1e-5  # stop when annealing goes below
+    early_stopping_patience: int = 8  # epochs without improvement before stopping
+    seed: int = 1
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of BiLSTMConfig defaults
+    training: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.model) - set(MODEL_SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown [model] settings {unknown}; known: {MODEL_SETTINGS}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: {err}") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
+        sections = {"data": DataConfig, "training": OptimConfig}
+        unknown = sorted(set(raw) - {*sections, "model"})
+        if unknown:
+            raise ValueError(f"{source}: unknown sections {unknown}; use [data], [model], "
+                             "[training]")
+        built: dict[str, Any] = {"model": dict(raw.get("model", {}))}
+        for name, kind in sections.items():
+            values = dict(raw.get(name, {}))
+            known = {f.name for f in fields(kind)}
+            bad = sorted(set(values) - known)
+            if bad:
+                raise ValueError(f"{source}: unknown [{name}] settings {bad}; known: "
+                                 f"{sorted(known)}")
+            built[name] = kind(**values)
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

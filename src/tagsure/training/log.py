@@ -1,0 +1,51 @@
+"""What training leaves beside the model: a JSONL metrics log and a training-curve PNG."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tagsure.storage.model_file import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from tagsure.training.trainer import EpochRecord
+
+
+class MetricsLog:
+    """One JSON object per epoch, flushed as it is written so a crash keeps the log so far."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def plot_curve(history: Sequence[EpochRecord], path: str | Path) -> None:
+    """Dev F1 and training loss against minutes, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    from matplotlib import pyplot as plt
+
+    minutes = [r.minutes for r in history]
+    fig, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
+    loss_axis.plot(minutes, [r.train_loss for r in history], color="tab:gray", label="train loss")
+    loss_axis.set_xlabel("minutes")
+    loss_axis.set_ylabel("train loss per sentence")
+    if any(r.dev for r in history):
+        f1_axis = loss_axis.twinx()
+        f1_axis.plot(minutes, [100 * r.dev.get("f1", 0.0) for r in history], marker="o",
+                     color="tab:blue", label="dev F1")
+        f1_axis.set_ylabel("dev F1 (%)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
