@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import random
 import re
 import warnings
@@ -35,20 +34,8 @@ from tagsure.data.schemes import (
 SCHEMES = list(TagScheme)
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    # TODO(lead): delete this once tests/conftest.py provides the `shared_data` fixture.
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    root = Path(os.environ.get("TAGSURE_SHARED_DATA") or default)
-    if not root.is_dir():
-        pytest.skip(f"shared data directory {root} not found (set TAGSURE_SHARED_DATA)")
-    return root
-
-
-def conll_dev_tags(shared_data: Path) -> list[list[str]]:
-    path = shared_data / "conll2003-en" / "dev.txt"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+def conll_dev_tags(path: Path) -> list[list[str]]:
+    """The tag column (last of 4) of a CoNLL-2003 file, -DOCSTART- lines skipped."""
     sentences, current = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -307,11 +294,11 @@ def test_convert_repairs_ill_formed_input(scheme: TagScheme) -> None:
     assert repaired > 400  # the inputs were mostly ill-formed
 
 
-def test_conll_in_every_scheme(shared_data: Path) -> None:
-    gold = conll_dev_tags(shared_data)
+def test_conll_in_every_scheme(conll_dev: Path) -> None:  # conll_dev: from conftest.py
+    gold = conll_dev_tags(conll_dev)
     assert detect_scheme(gold) is TagScheme.IOB2
     assert all(validate(g, "IOB2") == [] for g in gold)
-    for scheme in SCHEMES:
+    for scheme in (TagScheme.IOB1, TagScheme.BIOES, TagScheme.BILOU):
         converted = [convert(g, TagScheme.IOB2, scheme) for g in gold]
         assert detect_scheme(converted) is scheme
         assert all(validate(c, scheme) == [] for c in converted)

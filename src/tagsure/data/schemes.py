@@ -97,7 +97,7 @@ _SCHEME_PREFIXES = {
     TagScheme.BILOU: frozenset("BILU"),
 }
 # The prefix closing a multi-token entity and the one marking a single-token entity; the
-# IOB schemes have neither, which is what `_decode` and the rules below key on.
+# IOB schemes have neither, which is what `to_spans` and the rules below key on.
 _LAST = {TagScheme.BIOES: "E", TagScheme.BILOU: "L"}
 _UNIT = {TagScheme.BIOES: "S", TagScheme.BILOU: "U"}
 
@@ -250,11 +250,8 @@ def from_spans(spans: Iterable[Span], length: int, scheme: TagScheme | str) -> l
         if scheme is TagScheme.IOB1:
             # B- only where an entity touches a previous one of the same type: with I- the
             # two would read as one entity.
-            touches = previous is not None and (previous.end, previous.label) == (
-                span.start,
-                span.label,
-            )
-            prefixes = ["B" if touches else "I"] + ["I"] * (n - 1)
+            before = (previous.end, previous.label) if previous is not None else None
+            prefixes = ["B" if before == (span.start, span.label) else "I"] + ["I"] * (n - 1)
         elif scheme is TagScheme.IOB2:
             prefixes = ["B"] + ["I"] * (n - 1)
         elif n == 1:

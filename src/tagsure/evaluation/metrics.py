@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -172,6 +173,20 @@ def _start_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool
     return tag != "O" and prev_type != type_
 
 
+_PREFIXES = ("B", "I", "E", "S", "O")
+# The predicates depend on the two prefixes and on whether the types are equal (no chunk
+# prefix is typed differently from its tag), so they fold into a table of (ends, starts).
+_TABLE = {
+    (prev, cur, same): (
+        _end_of_chunk(prev, cur, "X", "X" if same else "Y"),
+        _start_of_chunk(prev, cur, "X", "X" if same else "Y"),
+    )
+    for prev in _PREFIXES
+    for cur in _PREFIXES
+    for same in (False, True)
+}
+
+
 @lru_cache(maxsize=4096)
 def _parse(tag: str) -> tuple[str, str]:
     prefix, label = split_tag(tag)
@@ -187,13 +202,14 @@ def _chunks(tags: Sequence[str], sentence: int, side: str) -> list[tuple[str, in
             cur_tag, cur_type = _parse(tag)
         except ValueError as err:
             raise ValueError(f"sentence {sentence}, token {i} ({side}): {err}") from None
-        if _end_of_chunk(prev_tag, cur_tag, prev_type, cur_type):
+        ends, starts = _TABLE[prev_tag, cur_tag, prev_type == cur_type]
+        if ends:
             chunks.append((prev_type, start, i))
-        if _start_of_chunk(prev_tag, cur_tag, prev_type, cur_type):
+        if starts:
             start = i
         prev_tag, prev_type = cur_tag, cur_type
     # The sentence boundary reads as an O, which ends whatever is open.
-    if _end_of_chunk(prev_tag, "O", prev_type, ""):
+    if _TABLE[prev_tag, "O", prev_type == ""][0]:
         chunks.append((prev_type, start, len(tags)))
     return chunks
 
@@ -231,7 +247,7 @@ class MetricsAccumulator:
         self._true_positives.update(c[0] for c in set(gold).intersection(predicted))
         self._gold.update(c[0] for c in gold)
         self._predicted.update(c[0] for c in predicted)
-        self._correct_tags += sum(g == p for g, p in zip(gold_tags, predicted_tags, strict=True))
+        self._correct_tags += sum(map(operator.eq, gold_tags, predicted_tags))
         self._tokens += len(gold_tags)
         self._sentences += 1
 

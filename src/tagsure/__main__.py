@@ -1,0 +1,5 @@
+"""``python -m tagsure`` runs the CLI."""
+
+from tagsure.cli.main import main
+
+main()

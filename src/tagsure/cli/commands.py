@@ -1,0 +1,205 @@
+"""What each CLI command does, as plain functions over the library (no argument parsing here)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from tagsure.cli.progress import TqdmProgress
+from tagsure.data.conll import ColumnFormat, Sentence, load_corpus, read_conll
+from tagsure.data.schemes import split_tag
+from tagsure.storage.model_file import atomic_write_bytes, load_tagger
+from tagsure.tagger import Tagger
+from tagsure.training.config import TrainConfig
+from tagsure.training.trainer import format_record
+from tagsure.training.trainer import train as run_training
+
+BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
+DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
+
+
+class CommandFailed(Exception):
+    """A command's own failure (e.g. verification mismatch), with the exit code to use."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def train(
+    train_file: Path | None,
+    dev_file: Path | None,
+    out: Path,
+    config_file: Path | None,
+    epochs: int | None,
+    max_minutes: float | None,
+    seed: int | None,
+    batch_size: int | None,
+) -> None:
+    config = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
+    if train_file:
+        config.data.train = str(train_file)
+    if dev_file:
+        config.data.dev = str(dev_file)
+    for name, value in [("epochs", epochs), ("max_minutes", max_minutes), ("seed", seed),
+                        ("batch_size", batch_size)]:
+        if value is not None:
+            setattr(config.training, name, value)
+    result = run_training(config, out=out, progress=TqdmProgress())
+    best = next(r for r in result.history if r.epoch == result.best_epoch)
+    print(f"stopped: {result.stop_reason}; best epoch {result.best_epoch}: {format_record(best)}")
+    print(f"saved {out} (log: {out.with_suffix('.metrics.jsonl').name}, "
+          f"curve: {out.with_suffix('.curve.png').name})")
+
+
+def evaluate(model: Path, data: Path, as_json: bool) -> None:
+    tagger = load_tagger(model)
+    metrics = tagger.evaluate(load_corpus(data))
+    print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
+
+
+def predict(model: Path, data: Path, output_format: str, input_format: str,
+            out: Path | None) -> None:
+    tagger = load_tagger(model)
+    text = sys.stdin.read() if str(data) == "-" else None
+    kind = input_format if input_format != "auto" else sniff_format(data, text)
+    if kind not in ("conll", "text"):
+        raise CommandFailed(f"unknown input format {input_format!r}; use auto, conll or text", 2)
+    output_format = output_format or ("conll" if kind == "conll" else "jsonl")
+    if output_format not in ("conll", "jsonl"):
+        raise CommandFailed(f"unknown output format {output_format!r}; use conll or jsonl", 2)
+    buffer = io.StringIO()
+    if kind == "conll":
+        write_conll_predictions(tagger, conll_sentences(data, text), output_format, buffer)
+    else:
+        lines = (text if text is not None else data.read_text(encoding="utf-8")).splitlines()
+        write_text_predictions(tagger, lines, output_format, buffer)
+    if out:
+        atomic_write_bytes(out, buffer.getvalue().encode("utf-8"))
+    else:
+        sys.stdout.write(buffer.getvalue())
+
+
+def sniff_format(path: Path, text: str | None) -> str:
+    """CoNLL when the first lines are columns ending in a tag or one token each, else text."""
+    source = text if text is not None else path.read_text(encoding="utf-8-sig", errors="replace")
+    lines = [line.split() for line in source.splitlines()[:200] if line.strip()]
+    lines = [fields for fields in lines if fields[0] != "-DOCSTART-"][:50]
+    if not lines:
+        return "text"
+    widths = {len(fields) for fields in lines}
+    if widths == {1}:
+        return "conll" if "\n\n" in source.replace("\r\n", "\n") else "text"
+    if len(widths) != 1:
+        return "text"
+    try:
+        for fields in lines:
+            split_tag(fields[-1])
+    except ValueError:
+        return "text"
+    return "conll"
+
+
+def conll_sentences(path: Path, text: str | None) -> list[Sentence]:
+    if text is not None:  # standard input: the reader wants a file
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+            handle.write(text)
+        path = Path(handle.name)
+    first = next(line for line in path.read_text(encoding="utf-8-sig").splitlines()
+                 if line.strip())
+    fmt = ColumnFormat(tag_column=None) if len(first.split()) == 1 else ColumnFormat()
+    return list(read_conll(path, fmt))
+
+
+def write_conll_predictions(tagger: Tagger, sentences: list[Sentence], output_format: str,
+                            out: TextIO) -> None:
+    predictions = tagger.predict([s.tokens for s in sentences])
+    for sentence, prediction in zip(sentences, predictions, strict=True):
+        if output_format == "jsonl":
+            out.write(json.dumps({"tokens": prediction.tokens, "tags": prediction.tags,
+                                  "entities": [e.to_dict() for e in prediction.entities]},
+                                 ensure_ascii=False) + "\n")
+            continue
+        for i, (token, tag) in enumerate(zip(sentence.tokens, prediction.tags, strict=True)):
+            gold = f" {sentence.tags[i]}" if sentence.tags is not None else ""
+            out.write(f"{token}{gold} {tag}\n")
+        out.write("\n")
+
+
+def write_text_predictions(tagger: Tagger, lines: list[str], output_format: str,
+                           out: TextIO) -> None:
+    predictions = tagger.predict(lines)
+    for line, prediction in zip(lines, predictions, strict=True):
+        if output_format == "jsonl":
+            out.write(json.dumps({"text": line,
+                                  "entities": [e.to_dict() for e in prediction.entities]},
+                                 ensure_ascii=False) + "\n")
+            continue
+        for token, tag in zip(prediction.tokens, prediction.tags, strict=True):
+            out.write(f"{token} {tag}\n")
+        out.write("\n")
+
+
+def demo(out: Path, max_minutes: float) -> None:
+    files = {split: BUNDLED / f"wikiann-en-{split}.txt" for split in ("train", "dev", "test")}
+    print(f"1/4 training on the bundled WikiANN sample ({files['train'].name}) "
+          f"for at most {max_minutes} minutes")
+    config = TrainConfig.from_dict({
+        "data": {"train": str(files["train"]), "dev": str(files["dev"])},
+        "training": {"max_minutes": max_minutes, "epochs": 30},
+    })
+    model_path = out / "wikiann.tagsure"
+    result = run_training(config, out=model_path, progress=TqdmProgress())
+    test = load_corpus(files["test"])
+    in_memory = result.tagger.evaluate(test)
+    print(f"2/4 saved {model_path}; test F1 in memory: {100 * in_memory.micro.f1:.2f}")
+    print("3/4 reloading the file in a new process and evaluating again")
+    started = time.perf_counter()
+    reloaded = subprocess.run(
+        [sys.executable, "-m", "tagsure", "evaluate", str(model_path), str(files["test"]),
+         "--json"], check=True, capture_output=True, text=True,
+    )
+    after = json.loads(reloaded.stdout)
+    same = after == json.loads(json.dumps(in_memory.to_dict()))
+    print(f"    test F1 after reload:  {100 * after['micro']['f1']:.2f} "
+          f"({'identical metrics' if same else 'DIFFERENT metrics'}, "
+          f"{time.perf_counter() - started:.1f} s)")
+    print(in_memory.format_table())
+    print(f"4/4 tagging: {DEMO_SENTENCE}")
+    for entity in load_tagger(model_path).predict([DEMO_SENTENCE])[0].entities:
+        print(f"    {entity.label:5} {entity.text!r} [{entity.start}:{entity.end}] "
+              f"score {entity.score:.2f}")
+    if not same:
+        raise CommandFailed("the reloaded model's metrics differ from the trained model's")
+
+
+def inspect(path: Path, as_json: bool) -> None:
+    from tagsure.storage.inspect import inspect_path
+
+    report = inspect_path(path)
+    print(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text())
+
+
+def load_weights(model: Path, checkpoint: Path, out: Path, allow_missing: list[str],
+                 ignore_unexpected: list[str]) -> None:
+    from tagsure.storage.checkpoints import load_into
+
+    tagger = load_tagger(model)
+    report = load_into(tagger.model, checkpoint, allow_missing=allow_missing,
+                       ignore_unexpected=ignore_unexpected)
+    tagger.save(out)
+    print(report.format_table())
+    print(f"saved {out}")
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        yield from handle

@@ -1,0 +1,140 @@
+"""The ``tagsure`` command: a thin layer that parses arguments, calls the library and prints.
+
+Every command turns a known failure (bad corpus line, unreadable model file, refused
+checkpoint) into one line on stderr and a non-zero exit code; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tagsure.cli import commands
+from tagsure.data.conll import CorpusError
+from tagsure.storage.checkpoints import CheckpointError
+from tagsure.storage.model_file import ModelFileError
+
+app = typer.Typer(
+    help="Train, evaluate and use named-entity taggers that load exactly as they were trained.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXPECTED_ERRORS = (CorpusError, ModelFileError, CheckpointError, FileNotFoundError, ValueError)
+
+
+@app.command()
+def train(
+    train_file: Annotated[Path | None, typer.Option("--train", help="Training corpus (CoNLL).")] = None,
+    dev_file: Annotated[Path | None, typer.Option("--dev", help="Dev corpus, for model "
+                                                  "selection and learning-rate annealing.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the model file.")] = Path(
+        "model.tagsure"),
+    config: Annotated[Path | None, typer.Option(help="TOML file with [data], [model], "
+                                                "[training] sections.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this much time.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; the same seed repeats a CPU run bit "
+                                             "for bit.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
+) -> None:
+    """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
+
+    Beside the model it writes NAME.metrics.jsonl (one line per epoch) and NAME.curve.png.
+    """
+    commands.train(train_file, dev_file, out, config, epochs, max_minutes, seed, batch_size)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
+    data: Annotated[Path, typer.Argument(help="A tagged CoNLL file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Score a model on a tagged file: entity precision/recall/F1 per type, as conlleval counts."""
+    commands.evaluate(model, data, as_json)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
+    data: Annotated[Path, typer.Argument(help="Raw text (one document per line) or a CoNLL "
+                                         "file; '-' reads standard input.")],
+    output_format: Annotated[str, typer.Option("--format", help="conll: token [gold] "
+                                               "predicted per line; jsonl: entities per input "
+                                               "line / sentence. Default: conll for CoNLL "
+                                               "input, jsonl for text.")] = "",
+    input_format: Annotated[str, typer.Option("--input", help="auto, conll or text.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Tag raw text or a CoNLL file with a trained model."""
+    commands.predict(model, data, output_format, input_format, out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo model and its logs.")] = Path(
+        "demo-output"),
+    max_minutes: Annotated[float, typer.Option(help="Training time budget.")] = 1.5,
+) -> None:
+    """Train on the bundled WikiANN sample, save, reload in a new process, compare, tag a sentence."""
+    commands.demo(out, max_minutes)
+
+
+@app.command("inspect")
+def inspect_command(
+    path: Annotated[Path, typer.Argument(help="A tagsure file, .safetensors, .pt/.pth/.bin or "
+                                         "a Hugging Face model folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what a model file holds: config, labels, tensors, wrapper prefixes and the head."""
+    commands.inspect(path, as_json)
+
+
+@app.command("load-weights")
+def load_weights(
+    model: Annotated[Path, typer.Argument(help="The tagsure model to load weights into.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors/.pt/.ckpt checkpoint.")],
+    out: Annotated[Path, typer.Option(help="Where to write the updated model.")],
+    allow_missing: Annotated[list[str] | None, typer.Option(help="Glob of model tensors that "
+                                                            "may stay as they are.")] = None,
+    ignore_unexpected: Annotated[list[str] | None, typer.Option(help="Glob of checkpoint "
+                                                                "tensors to drop.")] = None,
+) -> None:
+    """Load a foreign checkpoint into a tagsure model strictly; report every mismatch."""
+    commands.load_weights(model, checkpoint, out, allow_missing or [], ignore_unexpected or [])
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except commands.CommandFailed as err:
+        print(f"tagsure: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except EXPECTED_ERRORS as err:
+        print(f"tagsure: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("tagsure: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
+
+
