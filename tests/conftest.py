@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-# Tests run on 2 cores next to other work; fixed threads also keep float results repeatable.
-torch.set_num_threads(2)
+from tagsure import load_corpus, train
+from tests.helpers import BUNDLED, tiny_config, write_conll
+
+# One thread: tests often share the 2 cores with other work, where 2-thread OpenMP stalls;
+# a fixed count also keeps float results repeatable across the processes a test compares.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -38,3 +42,15 @@ def conll_dev() -> Path:
 @pytest.fixture
 def conll_train() -> Path:
     return shared_file("conll2003-en", "train.txt")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small tagger trained on 300 bundled WikiANN sentences, saved once for this module."""
+    folder = tmp_path_factory.mktemp("tiny")
+    corpus = load_corpus(BUNDLED / "wikiann-en-train.txt")
+    train_path = write_conll(folder / "train.txt", corpus.sentences[:300])
+    dev_path = write_conll(folder / "dev.txt", corpus.sentences[300:400])
+    path = folder / "model.tagsure"
+    train(tiny_config(train_path, dev_path), out=path)
+    return path

@@ -27,9 +27,21 @@ OFFLINE_ENV = {
 NETLOG_ENV = "TAGSURE_PEERS_NETLOG"
 
 RESULT_KEYS = (
-    "name", "version", "config", "curve", "best_dev_f1", "train_minutes", "epochs",
-    "train_tokens", "train_tokens_per_s", "predict_tokens_per_s", "dev_tokens", "peak_rss_mb",
-    "model_size_mb", "dev_f1_after_reload", "notes",
+    "name",
+    "version",
+    "config",
+    "curve",
+    "best_dev_f1",
+    "train_minutes",
+    "epochs",
+    "train_tokens",
+    "train_tokens_per_s",
+    "predict_tokens_per_s",
+    "dev_tokens",
+    "peak_rss_mb",
+    "model_size_mb",
+    "dev_f1_after_reload",
+    "notes",
 )
 
 

@@ -68,10 +68,18 @@ def create_train_batches(nlp, corpus, batcher, max_epochs):
         # after an early stop (patience / max_steps).
         if _State.start is not None:
             now = time.perf_counter()
-            _emit({"event": "end", "steps": _State.steps, "words": _State.words,
-                   "epoch_index": _State.epoch, "train_seconds": _train_seconds(now),
-                   "wall_seconds": now - _State.start, "eval_seconds": _State.eval_seconds,
-                   "time_budget_hit": _State.stop})
+            _emit(
+                {
+                    "event": "end",
+                    "steps": _State.steps,
+                    "words": _State.words,
+                    "epoch_index": _State.epoch,
+                    "train_seconds": _train_seconds(now),
+                    "wall_seconds": now - _State.start,
+                    "eval_seconds": _State.eval_seconds,
+                    "time_budget_hit": _State.stop,
+                }
+            )
 
 
 def create_evaluation_callback(nlp, dev_corpus, weights):
@@ -83,11 +91,21 @@ def create_evaluation_callback(nlp, dev_corpus, weights):
         now = time.perf_counter()
         _State.eval_seconds += now - started
         train_seconds = _train_seconds(now)
-        _emit({"event": "eval", "step": _State.steps - 1, "words": _State.words,
-               "epoch_index": _State.epoch, "train_seconds": train_seconds,
-               "wall_seconds": now - _State.start, "eval_seconds": now - started,
-               "score": score, "ents_f": other_scores.get("ents_f"),
-               "ents_p": other_scores.get("ents_p"), "ents_r": other_scores.get("ents_r")})
+        _emit(
+            {
+                "event": "eval",
+                "step": _State.steps - 1,
+                "words": _State.words,
+                "epoch_index": _State.epoch,
+                "train_seconds": train_seconds,
+                "wall_seconds": now - _State.start,
+                "eval_seconds": now - started,
+                "score": score,
+                "ents_f": other_scores.get("ents_f"),
+                "ents_p": other_scores.get("ents_p"),
+                "ents_r": other_scores.get("ents_r"),
+            }
+        )
         if train_seconds >= MAX_SECONDS:
             _State.stop = True
         return score, other_scores

@@ -37,6 +37,10 @@ import _common as common
 
 # The guard goes in before flair (and through it transformers/huggingface_hub) is imported.
 common.install_network_guard()
+# Read by OpenMP when torch loads. With the default (active spin-waiting), 2 torch threads on a
+# 2-core machine where anything else is running were measured 10x slower than 1 thread (47 vs
+# 616 tokens/s); PASSIVE gave 567. Override from the environment to measure the default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import flair  # noqa: E402
 import torch  # noqa: E402
@@ -63,16 +67,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-json", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, help="scratch dir for data, checkpoints, logs")
     parser.add_argument("--max-epochs", type=int, default=10)
-    parser.add_argument("--max-minutes", type=float, default=30.0,
-                        help="training-time budget (dev evaluation not counted)")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=30.0,
+        help="training-time budget (dev evaluation not counted)",
+    )
     parser.add_argument("--train-limit", type=int, help="use only the first N train sentences")
     parser.add_argument("--dev-limit", type=int, help="use only the first N dev sentences")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--predict-batch-size", type=int, default=EVAL_BATCH_SIZE)
-    parser.add_argument("--reload-eval", type=Path, metavar="MODEL",
-                        help="internal: load MODEL in this fresh process, evaluate on --dev, "
-                             "write {'dev_f1': ...} to --out-json")
+    parser.add_argument(
+        "--reload-eval",
+        type=Path,
+        metavar="MODEL",
+        help="internal: load MODEL in this fresh process, evaluate on --dev, "
+        "write {'dev_f1': ...} to --out-json",
+    )
     args = parser.parse_args(argv)
     if args.reload_eval is None and (args.train is None or args.workdir is None):
         parser.error("--train and --workdir are required")
@@ -100,12 +112,14 @@ class BudgetPlugin(TrainerPlugin):
         self.eval_start = 0.0
 
     def _point(self, epoch: float, dev_f1: float) -> None:
-        self.curve.append({
-            "minutes": round(self.train_seconds / 60.0, 4),
-            "wall_minutes": round((time.perf_counter() - self.wall_start) / 60.0, 4),
-            "epoch": epoch,
-            "dev_f1": round(float(dev_f1), 6),
-        })
+        self.curve.append(
+            {
+                "minutes": round(self.train_seconds / 60.0, 4),
+                "wall_minutes": round((time.perf_counter() - self.wall_start) / 60.0, 4),
+                "epoch": epoch,
+                "dev_f1": round(float(dev_f1), 6),
+            }
+        )
         self.best_f1 = max(self.best_f1, float(dev_f1))
 
     @TrainerPlugin.hook
@@ -117,8 +131,9 @@ class BudgetPlugin(TrainerPlugin):
         self.epoch_start = time.perf_counter()
 
     @TrainerPlugin.hook
-    def after_training_batch(self, batch, batch_no: int, total_number_of_batches: int,
-                             epoch: int, **kw) -> None:
+    def after_training_batch(
+        self, batch, batch_no: int, total_number_of_batches: int, epoch: int, **kw
+    ) -> None:
         self.tokens += sum(len(sentence) for sentence in batch)
         elapsed = self.train_seconds + time.perf_counter() - self.epoch_start
         if elapsed < self.max_seconds or batch_no + 1 == total_number_of_batches:
@@ -128,8 +143,9 @@ class BudgetPlugin(TrainerPlugin):
         model = self.trainer.model
         model.eval()
         eval_start = time.perf_counter()
-        result = model.evaluate(self.dev, gold_label_type=LABEL_TYPE,
-                                mini_batch_size=EVAL_BATCH_SIZE, return_loss=False)
+        result = model.evaluate(
+            self.dev, gold_label_type=LABEL_TYPE, mini_batch_size=EVAL_BATCH_SIZE, return_loss=False
+        )
         self.eval_seconds += time.perf_counter() - eval_start
         improved = result.main_score > self.best_f1
         self._point(round(epoch - 1 + self.partial_epoch, 4), result.main_score)
@@ -137,7 +153,8 @@ class BudgetPlugin(TrainerPlugin):
             # The trainer reloads best-model.pt after an interrupt; keep this one if better.
             model.save(self.base_path / "best-model.pt")
         raise TrainingInterrupt(
-            f"time budget of {self.max_seconds / 60:.2f} min spent in epoch {epoch}")
+            f"time budget of {self.max_seconds / 60:.2f} min spent in epoch {epoch}"
+        )
 
     @TrainerPlugin.hook
     def after_training_epoch(self, epoch: int, **kw) -> None:
@@ -177,8 +194,9 @@ def reload_eval(args: argparse.Namespace) -> int:
     dev = ColumnDataset(args.dev, COLUMNS)
 
     def dev_f1() -> float:
-        return tagger.evaluate(dev, gold_label_type=LABEL_TYPE, mini_batch_size=EVAL_BATCH_SIZE,
-                               return_loss=False).main_score
+        return tagger.evaluate(
+            dev, gold_label_type=LABEL_TYPE, mini_batch_size=EVAL_BATCH_SIZE, return_loss=False
+        ).main_score
 
     scores = {"dev_f1": dev_f1()}
     # Known flair 0.15.1 bug: StackedEmbeddings prefixes member names with their position
@@ -196,9 +214,11 @@ def reload_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def time_prediction(tagger: SequenceTagger, dev_sentences: list[list[str]],
-                    batch_size: int) -> float:
+def time_prediction(
+    tagger: SequenceTagger, dev_sentences: list[list[str]], batch_size: int
+) -> float:
     """Seconds for tagger.predict on the whole dev set, pre-tokenized, after a warm-up."""
+
     def unlabeled() -> list[Sentence]:
         return [Sentence([line.split()[0] for line in sentence]) for sentence in dev_sentences]
 
@@ -227,8 +247,14 @@ def train(args: argparse.Namespace) -> dict:
     flair.device = torch.device("cpu")
     flair.set_seed(args.seed)
 
-    corpus = ColumnCorpus(data_dir, COLUMNS, train_file="train.txt", dev_file="dev.txt",
-                          autofind_splits=False, sample_missing_splits=False)
+    corpus = ColumnCorpus(
+        data_dir,
+        COLUMNS,
+        train_file="train.txt",
+        dev_file="dev.txt",
+        autofind_splits=False,
+        sample_missing_splits=False,
+    )
     label_dict = corpus.make_label_dictionary(label_type=LABEL_TYPE, add_unk=False)
     char_dict = build_char_dictionary(corpus, workdir / "char-dictionary.pkl")
 
@@ -269,8 +295,9 @@ def train(args: argparse.Namespace) -> dict:
 
     # The trainer has reloaded best-model.pt into `tagger`; check it in this process too.
     tagger.eval()
-    final = tagger.evaluate(corpus.dev, gold_label_type=LABEL_TYPE,
-                            mini_batch_size=EVAL_BATCH_SIZE, return_loss=False)
+    final = tagger.evaluate(
+        corpus.dev, gold_label_type=LABEL_TYPE, mini_batch_size=EVAL_BATCH_SIZE, return_loss=False
+    )
     model_path = workdir / "flair-model.pt"
     tagger.save(model_path)
 
@@ -280,9 +307,18 @@ def train(args: argparse.Namespace) -> dict:
 
     reload_json = workdir / "reload-eval.json"
     reload_json.unlink(missing_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--reload-eval", str(model_path),
-           "--dev", str(data_dir / "dev.txt"), "--out-json", str(reload_json),
-           "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--reload-eval",
+        str(model_path),
+        "--dev",
+        str(data_dir / "dev.txt"),
+        "--out-json",
+        str(reload_json),
+        "--threads",
+        str(args.threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode == 0:
         reload_scores = json.loads(reload_json.read_text(encoding="utf-8"))
@@ -295,8 +331,10 @@ def train(args: argparse.Namespace) -> dict:
 
     epochs = budget.full_epochs
     if budget.partial_epoch:
-        notes.append(f"time budget hit during epoch {epochs + 1} "
-                     f"({budget.partial_epoch:.0%} done); last curve point is that partial epoch")
+        notes.append(
+            f"time budget hit during epoch {epochs + 1} "
+            f"({budget.partial_epoch:.0%} done); last curve point is that partial epoch"
+        )
     notes += [
         "embeddings_storage_mode='none' instead of the default 'cpu': with 'cpu' flair reuses "
         "the dev-set embeddings of the first evaluation in every later one, although the "
@@ -308,15 +346,16 @@ def train(args: argparse.Namespace) -> dict:
         f"tagger.predict(mini_batch_size={args.predict_batch_size}) after a warm-up",
         "peak_rss_mb: this process (training, evaluation, prediction); the reload check runs "
         "in a separate process",
-        f"dev F1 of the best model re-evaluated in process after training: "
-        f"{final.main_score:.4f}",
+        f"dev F1 of the best model re-evaluated in process after training: {final.main_score:.4f}",
     ]
     if reload_f1 is not None and abs(reload_f1 - final.main_score) > 0.005:
-        notes.append(f"dev F1 changed after save + load in a fresh process: "
-                     f"{final.main_score:.4f} -> {reload_f1:.4f}; with the stacked embedding "
-                     f"names restored after load: {reload_fixed_f1:.4f} (flair 0.15.1 drops "
-                     f"OneHotEmbeddings' '0-' name prefix on load, which reorders the stacked "
-                     f"embedding vector)")
+        notes.append(
+            f"dev F1 changed after save + load in a fresh process: "
+            f"{final.main_score:.4f} -> {reload_f1:.4f}; with the stacked embedding "
+            f"names restored after load: {reload_fixed_f1:.4f} (flair 0.15.1 drops "
+            f"OneHotEmbeddings' '0-' name prefix on load, which reorders the stacked "
+            f"embedding vector)"
+        )
 
     return {
         "name": "flair",
@@ -324,21 +363,40 @@ def train(args: argparse.Namespace) -> dict:
         "config": {
             "model": "SequenceTagger BiLSTM-CRF",
             "embeddings": [
-                {"type": "OneHotEmbeddings.from_corpus", "min_freq": 3,
-                 "embedding_length": word_embeddings.embedding_length,
-                 "vocab_size": len(word_embeddings.vocab_dictionary)},
-                {"type": "CharacterEmbeddings", "char_embedding_dim": 25,
-                 "hidden_size_char": 25, "char_vocab_size": len(char_dict),
-                 "char_dict": "built from the training data"},
+                {
+                    "type": "OneHotEmbeddings.from_corpus",
+                    "min_freq": 3,
+                    "embedding_length": word_embeddings.embedding_length,
+                    "vocab_size": len(word_embeddings.vocab_dictionary),
+                },
+                {
+                    "type": "CharacterEmbeddings",
+                    "char_embedding_dim": 25,
+                    "hidden_size_char": 25,
+                    "char_vocab_size": len(char_dict),
+                    "char_dict": "built from the training data",
+                },
             ],
-            "hidden_size": 256, "use_crf": True, "tag_format": "BIOES (flair default)",
+            "hidden_size": 256,
+            "use_crf": True,
+            "tag_format": "BIOES (flair default)",
             "labels": label_dict.get_items(),
-            "trainer": "ModelTrainer.train defaults", "optimizer": "SGD",
-            "learning_rate": 0.1, "mini_batch_size": 32, "anneal_factor": 0.5,
-            "patience": 3, "max_grad_norm": 5.0, "embeddings_storage_mode": "none",
-            "max_epochs": args.max_epochs, "max_minutes": args.max_minutes,
-            "train_sentences": len(train_sents), "dev_sentences": len(dev_sents),
-            "seed": args.seed, "threads": args.threads, "torch": torch.__version__,
+            "trainer": "ModelTrainer.train defaults",
+            "optimizer": "SGD",
+            "learning_rate": 0.1,
+            "mini_batch_size": 32,
+            "anneal_factor": 0.5,
+            "patience": 3,
+            "max_grad_norm": 5.0,
+            "embeddings_storage_mode": "none",
+            "max_epochs": args.max_epochs,
+            "max_minutes": args.max_minutes,
+            "train_sentences": len(train_sents),
+            "dev_sentences": len(dev_sents),
+            "seed": args.seed,
+            "threads": args.threads,
+            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+            "torch": torch.__version__,
             "device": "cpu",
         },
         "curve": budget.curve,
@@ -356,8 +414,9 @@ def train(args: argparse.Namespace) -> dict:
         "model_size_bytes": common.path_size_bytes(model_path),
         "dev_f1_final": round(final.main_score, 6),
         "dev_f1_after_reload": None if reload_f1 is None else round(reload_f1, 6),
-        "dev_f1_after_reload_names_restored":
-            None if reload_fixed_f1 is None else round(reload_fixed_f1, 6),
+        "dev_f1_after_reload_names_restored": None
+        if reload_fixed_f1 is None
+        else round(reload_fixed_f1, 6),
         "notes": notes,
     }
 

@@ -49,19 +49,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train", type=Path, required=True, help="CoNLL-2003 train file")
     parser.add_argument("--dev", type=Path, required=True, help="CoNLL-2003 dev file")
     parser.add_argument("--out-json", type=Path, required=True)
-    parser.add_argument("--workdir", type=Path, required=True,
-                        help="scratch dir for data, config, models, logs")
-    parser.add_argument("--max-minutes", type=float, default=30.0,
-                        help="training-time budget (dev evaluation not counted)")
-    parser.add_argument("--max-epochs", type=int, default=0,
-                        help="training.max_epochs override (0 = spaCy default: no limit)")
+    parser.add_argument(
+        "--workdir", type=Path, required=True, help="scratch dir for data, config, models, logs"
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=30.0,
+        help="training-time budget (dev evaluation not counted)",
+    )
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=0,
+        help="training.max_epochs override (0 = spaCy default: no limit)",
+    )
     parser.add_argument("--train-limit", type=int, help="use only the first N train sentences")
     parser.add_argument("--dev-limit", type=int, help="use only the first N dev sentences")
     parser.add_argument("--seed", type=int, default=0, help="training.seed (spaCy default 0)")
-    parser.add_argument("--n-sents", type=int, default=10,
-                        help="sentences per Doc for `spacy convert -n`")
-    parser.add_argument("--predict-batch-size", type=int, default=1000,
-                        help="nlp.pipe batch_size (1000 = nlp.batch_size in the config)")
+    parser.add_argument(
+        "--n-sents", type=int, default=10, help="sentences per Doc for `spacy convert -n`"
+    )
+    parser.add_argument(
+        "--predict-batch-size",
+        type=int,
+        default=1000,
+        help="nlp.pipe batch_size (1000 = nlp.batch_size in the config)",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,16 +84,18 @@ def run(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> No
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
         proc.wait()
     if proc.returncode != 0:
-        raise RuntimeError(f"command failed with exit {proc.returncode} (log: {log_path}): "
-                           f"{' '.join(cmd)}")
+        raise RuntimeError(
+            f"command failed with exit {proc.returncode} (log: {log_path}): {' '.join(cmd)}"
+        )
 
 
 def sentence_tokens(sentences: list[list[str]]) -> list[tuple[list[str], list[str]]]:
@@ -114,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus_dir.mkdir(exist_ok=True)
     for stale in (log_path, events_path, netlog):
         stale.unlink(missing_ok=True)
-    env = {**os.environ, common.NETLOG_ENV: str(netlog)}
+    # ANSI_COLORS_DISABLED: plain text from spaCy's printer (wasabi) in the log file.
+    env = {**os.environ, common.NETLOG_ENV: str(netlog), "ANSI_COLORS_DISABLED": "1"}
     os.environ[common.NETLOG_ENV] = str(netlog)
     notes: list[str] = []
 
@@ -127,39 +144,86 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. Convert (writes corpus/train.spacy and corpus/dev.spacy).
     for split in ("train", "dev"):
-        run(common.guarded_module_cmd(
-            "spacy", "convert", str(data_dir / f"{split}.txt"), str(corpus_dir),
-            "--converter", "ner", "--n-sents", str(args.n_sents), "--file-type", "spacy",
-        ), log_path, env)
+        run(
+            common.guarded_module_cmd(
+                "spacy",
+                "convert",
+                str(data_dir / f"{split}.txt"),
+                str(corpus_dir),
+                "--converter",
+                "ner",
+                "--n-sents",
+                str(args.n_sents),
+                "--file-type",
+                "spacy",
+            ),
+            log_path,
+            env,
+        )
     # 2. Default config, unchanged.
-    run(common.guarded_module_cmd(
-        "spacy", "init", "config", str(config_path), "--lang", "en", "--pipeline", "ner",
-        "--optimize", "efficiency", "--force",
-    ), log_path, env)
+    run(
+        common.guarded_module_cmd(
+            "spacy",
+            "init",
+            "config",
+            str(config_path),
+            "--lang",
+            "en",
+            "--pipeline",
+            "ner",
+            "--optimize",
+            "efficiency",
+            "--force",
+        ),
+        log_path,
+        env,
+    )
     # 3. Train; the hooks read the budget and the events path from the environment.
-    train_env = {**env, "TAGSURE_PEERS_MAX_SECONDS": str(args.max_minutes * 60.0),
-                 "TAGSURE_PEERS_SPACY_EVENTS": str(events_path)}
+    train_env = {
+        **env,
+        "TAGSURE_PEERS_MAX_SECONDS": str(args.max_minutes * 60.0),
+        "TAGSURE_PEERS_SPACY_EVENTS": str(events_path),
+    }
     wall_start = time.perf_counter()
-    run(common.guarded_module_cmd(
-        "spacy", "train", str(config_path), "--output", str(output_dir),
-        "--code", str(HERE / "_spacy_hooks.py"), "--gpu-id", "-1",
-        "--paths.train", str(corpus_dir / "train.spacy"),
-        "--paths.dev", str(corpus_dir / "dev.spacy"),
-        "--training.seed", str(args.seed), "--training.max_epochs", str(args.max_epochs),
-    ), log_path, train_env)
+    run(
+        common.guarded_module_cmd(
+            "spacy",
+            "train",
+            str(config_path),
+            "--output",
+            str(output_dir),
+            "--code",
+            str(HERE / "_spacy_hooks.py"),
+            "--gpu-id",
+            "-1",
+            "--paths.train",
+            str(corpus_dir / "train.spacy"),
+            "--paths.dev",
+            str(corpus_dir / "dev.spacy"),
+            "--training.seed",
+            str(args.seed),
+            "--training.max_epochs",
+            str(args.max_epochs),
+        ),
+        log_path,
+        train_env,
+    )
     wall_seconds = time.perf_counter() - wall_start
     train_peak_rss = common.peak_rss_mb(children=True)
 
     evals, end = load_events(events_path)
     if not evals or end is None:
         raise RuntimeError(f"no training events recorded in {events_path}")
-    curve = [{
-        "minutes": round(e["train_seconds"] / 60.0, 4),
-        "wall_minutes": round(e["wall_seconds"] / 60.0, 4),
-        "epoch": round(e["words"] / train_words, 4),
-        "step": e["step"],
-        "dev_f1": round(e["ents_f"] or 0.0, 6),
-    } for e in evals]
+    curve = [
+        {
+            "minutes": round(e["train_seconds"] / 60.0, 4),
+            "wall_minutes": round(e["wall_seconds"] / 60.0, 4),
+            "epoch": round(e["words"] / train_words, 4),
+            "step": e["step"],
+            "dev_f1": round(e["ents_f"] or 0.0, 6),
+        }
+        for e in evals
+    ]
 
     # Prediction speed and re-evaluation with model-best, loaded in this (fresh) process.
     model_dir = output_dir / "model-best"
@@ -178,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     predicted = list(nlp.pipe(inputs, batch_size=args.predict_batch_size))
     predict_seconds = time.perf_counter() - start
     # The same predictions scored against gold, one Doc per sentence (as flair sees the data).
-    sentence_examples = [Example(pred, Doc(nlp.vocab, words=words, ents=tags))
-                         for pred, (words, tags) in zip(predicted, sentences, strict=True)]
+    sentence_examples = [
+        Example(pred, Doc(nlp.vocab, words=words, ents=tags))
+        for pred, (words, tags) in zip(predicted, sentences, strict=True)
+    ]
     sentence_f1 = nlp.get_pipe("ner").score(sentence_examples)["ents_f"] or 0.0
 
     best = max(curve, key=lambda point: point["dev_f1"])
@@ -212,16 +278,31 @@ def main(argv: list[str] | None = None) -> int:
             "init_config": "-l en -p ner -o efficiency",
             "pipeline": nlp.pipe_names,
             "labels": list(nlp.get_pipe("ner").labels),
-            "training": {key: nlp.config["training"][key] for key in (
-                "max_epochs", "max_steps", "patience", "eval_frequency", "dropout",
-                "accumulate_gradient", "seed")},
-            "batcher": {key: value for key, value in nlp.config["training"]["batcher"].items()
-                        if not key.startswith("@")} | {
-                "@batchers": nlp.config["training"]["batcher"]["@batchers"]},
+            "training": {
+                key: nlp.config["training"][key]
+                for key in (
+                    "max_epochs",
+                    "max_steps",
+                    "patience",
+                    "eval_frequency",
+                    "dropout",
+                    "accumulate_gradient",
+                    "seed",
+                )
+            },
+            "batcher": {
+                key: value
+                for key, value in nlp.config["training"]["batcher"].items()
+                if not key.startswith("@")
+            }
+            | {"@batchers": nlp.config["training"]["batcher"]["@batchers"]},
             "optimizer": nlp.config["training"]["optimizer"]["@optimizers"],
-            "max_minutes": args.max_minutes, "n_sents_per_doc": args.n_sents,
-            "train_sentences": len(train_sents), "dev_sentences": len(dev_sents),
-            "train_words": train_words, "device": "cpu",
+            "max_minutes": args.max_minutes,
+            "n_sents_per_doc": args.n_sents,
+            "train_sentences": len(train_sents),
+            "dev_sentences": len(dev_sents),
+            "train_words": train_words,
+            "device": "cpu",
         },
         "curve": curve,
         "best_dev_f1": best["dev_f1"],

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tagsure.data.batching import Encoder, EncodedSentences, bucketed_batches
+from tagsure.data.batching import EncodedSentences, Encoder, bucketed_batches
 from tagsure.data.conll import Corpus, Sentence
 from tagsure.data.schemes import TagScheme, convert, to_spans
 from tagsure.data.text import Token, split_sentences
@@ -96,14 +96,16 @@ class Tagger:
         return out
 
     @torch.no_grad()
-    def tag(self, sentences: Sequence[Sequence[str]], with_scores: bool = False
-            ) -> tuple[list[list[str]], list[np.ndarray] | None]:
+    def tag(
+        self, sentences: Sequence[Sequence[str]], with_scores: bool = False
+    ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         """Tags in the output scheme for pre-tokenised sentences (and token marginals)."""
         data = self.encoder.encode(sentences)
         return self._tag_encoded(data, with_scores)
 
-    def _tag_encoded(self, data: EncodedSentences, with_scores: bool = False
-                     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
+    def _tag_encoded(
+        self, data: EncodedSentences, with_scores: bool = False
+    ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         self.model.eval()
         labels = self.encoder.labels
         tags: list[list[str]] = [[] for _ in range(len(data))]
@@ -117,14 +119,16 @@ class Tagger:
                 chosen = marginals.gather(2, torch.from_numpy(path).unsqueeze(2)).squeeze(2)
             for row, i in enumerate(ids):
                 n = int(data.lengths[i])
-                tags[i] = convert([labels[j] for j in path[row, :n]], self.model_scheme,
-                                  self.output_scheme)
+                tags[i] = convert(
+                    [labels[j] for j in path[row, :n]], self.model_scheme, self.output_scheme
+                )
                 if scores is not None:
                     scores[i] = chosen[row, :n].numpy()
         return tags, scores
 
-    def predict(self, texts: Iterable[str | Sequence[str]], with_scores: bool = True
-                ) -> list[Prediction]:
+    def predict(
+        self, texts: Iterable[str | Sequence[str]], with_scores: bool = True
+    ) -> list[Prediction]:
         """Tag raw strings or token lists; one :class:`Prediction` per input.
 
         A raw string is split into sentences and tokens (segtok) and its entities carry

@@ -47,15 +47,21 @@ def train(
         config.data.train = str(train_file)
     if dev_file:
         config.data.dev = str(dev_file)
-    for name, value in [("epochs", epochs), ("max_minutes", max_minutes), ("seed", seed),
-                        ("batch_size", batch_size)]:
+    for name, value in [
+        ("epochs", epochs),
+        ("max_minutes", max_minutes),
+        ("seed", seed),
+        ("batch_size", batch_size),
+    ]:
         if value is not None:
             setattr(config.training, name, value)
     result = run_training(config, out=out, progress=TqdmProgress())
     best = next(r for r in result.history if r.epoch == result.best_epoch)
     print(f"stopped: {result.stop_reason}; best epoch {result.best_epoch}: {format_record(best)}")
-    print(f"saved {out} (log: {out.with_suffix('.metrics.jsonl').name}, "
-          f"curve: {out.with_suffix('.curve.png').name})")
+    print(
+        f"saved {out} (log: {out.with_suffix('.metrics.jsonl').name}, "
+        f"curve: {out.with_suffix('.curve.png').name})"
+    )
 
 
 def evaluate(model: Path, data: Path, as_json: bool) -> None:
@@ -64,8 +70,9 @@ def evaluate(model: Path, data: Path, as_json: bool) -> None:
     print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
 
 
-def predict(model: Path, data: Path, output_format: str, input_format: str,
-            out: Path | None) -> None:
+def predict(
+    model: Path, data: Path, output_format: str, input_format: str, out: Path | None
+) -> None:
     tagger = load_tagger(model)
     text = sys.stdin.read() if str(data) == "-" else None
     kind = input_format if input_format != "auto" else sniff_format(data, text)
@@ -113,20 +120,28 @@ def conll_sentences(path: Path, text: str | None) -> list[Sentence]:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
             handle.write(text)
         path = Path(handle.name)
-    first = next(line for line in path.read_text(encoding="utf-8-sig").splitlines()
-                 if line.strip())
+    first = next(line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
     fmt = ColumnFormat(tag_column=None) if len(first.split()) == 1 else ColumnFormat()
     return list(read_conll(path, fmt))
 
 
-def write_conll_predictions(tagger: Tagger, sentences: list[Sentence], output_format: str,
-                            out: TextIO) -> None:
+def write_conll_predictions(
+    tagger: Tagger, sentences: list[Sentence], output_format: str, out: TextIO
+) -> None:
     predictions = tagger.predict([s.tokens for s in sentences])
     for sentence, prediction in zip(sentences, predictions, strict=True):
         if output_format == "jsonl":
-            out.write(json.dumps({"tokens": prediction.tokens, "tags": prediction.tags,
-                                  "entities": [e.to_dict() for e in prediction.entities]},
-                                 ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "tokens": prediction.tokens,
+                        "tags": prediction.tags,
+                        "entities": [e.to_dict() for e in prediction.entities],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             continue
         for i, (token, tag) in enumerate(zip(sentence.tokens, prediction.tags, strict=True)):
             gold = f" {sentence.tags[i]}" if sentence.tags is not None else ""
@@ -134,14 +149,19 @@ def write_conll_predictions(tagger: Tagger, sentences: list[Sentence], output_fo
         out.write("\n")
 
 
-def write_text_predictions(tagger: Tagger, lines: list[str], output_format: str,
-                           out: TextIO) -> None:
+def write_text_predictions(
+    tagger: Tagger, lines: list[str], output_format: str, out: TextIO
+) -> None:
     predictions = tagger.predict(lines)
     for line, prediction in zip(lines, predictions, strict=True):
         if output_format == "jsonl":
-            out.write(json.dumps({"text": line,
-                                  "entities": [e.to_dict() for e in prediction.entities]},
-                                 ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(
+                    {"text": line, "entities": [e.to_dict() for e in prediction.entities]},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             continue
         for token, tag in zip(prediction.tokens, prediction.tags, strict=True):
             out.write(f"{token} {tag}\n")
@@ -150,12 +170,16 @@ def write_text_predictions(tagger: Tagger, lines: list[str], output_format: str,
 
 def demo(out: Path, max_minutes: float) -> None:
     files = {split: BUNDLED / f"wikiann-en-{split}.txt" for split in ("train", "dev", "test")}
-    print(f"1/4 training on the bundled WikiANN sample ({files['train'].name}) "
-          f"for at most {max_minutes} minutes")
-    config = TrainConfig.from_dict({
-        "data": {"train": str(files["train"]), "dev": str(files["dev"])},
-        "training": {"max_minutes": max_minutes, "epochs": 30},
-    })
+    print(
+        f"1/4 training on the bundled WikiANN sample ({files['train'].name}) "
+        f"for at most {max_minutes} minutes"
+    )
+    config = TrainConfig.from_dict(
+        {
+            "data": {"train": str(files["train"]), "dev": str(files["dev"])},
+            "training": {"max_minutes": max_minutes, "epochs": 30},
+        }
+    )
     model_path = out / "wikiann.tagsure"
     result = run_training(config, out=model_path, progress=TqdmProgress())
     test = load_corpus(files["test"])
@@ -164,19 +188,33 @@ def demo(out: Path, max_minutes: float) -> None:
     print("3/4 reloading the file in a new process and evaluating again")
     started = time.perf_counter()
     reloaded = subprocess.run(
-        [sys.executable, "-m", "tagsure", "evaluate", str(model_path), str(files["test"]),
-         "--json"], check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tagsure",
+            "evaluate",
+            str(model_path),
+            str(files["test"]),
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     after = json.loads(reloaded.stdout)
     same = after == json.loads(json.dumps(in_memory.to_dict()))
-    print(f"    test F1 after reload:  {100 * after['micro']['f1']:.2f} "
-          f"({'identical metrics' if same else 'DIFFERENT metrics'}, "
-          f"{time.perf_counter() - started:.1f} s)")
+    print(
+        f"    test F1 after reload:  {100 * after['micro']['f1']:.2f} "
+        f"({'identical metrics' if same else 'DIFFERENT metrics'}, "
+        f"{time.perf_counter() - started:.1f} s)"
+    )
     print(in_memory.format_table())
     print(f"4/4 tagging: {DEMO_SENTENCE}")
     for entity in load_tagger(model_path).predict([DEMO_SENTENCE])[0].entities:
-        print(f"    {entity.label:5} {entity.text!r} [{entity.start}:{entity.end}] "
-              f"score {entity.score:.2f}")
+        print(
+            f"    {entity.label:5} {entity.text!r} [{entity.start}:{entity.end}] "
+            f"score {entity.score:.2f}"
+        )
     if not same:
         raise CommandFailed("the reloaded model's metrics differ from the trained model's")
 
@@ -188,13 +226,15 @@ def inspect(path: Path, as_json: bool) -> None:
     print(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text())
 
 
-def load_weights(model: Path, checkpoint: Path, out: Path, allow_missing: list[str],
-                 ignore_unexpected: list[str]) -> None:
+def load_weights(
+    model: Path, checkpoint: Path, out: Path, allow_missing: list[str], ignore_unexpected: list[str]
+) -> None:
     from tagsure.storage.checkpoints import load_into
 
     tagger = load_tagger(model)
-    report = load_into(tagger.model, checkpoint, allow_missing=allow_missing,
-                       ignore_unexpected=ignore_unexpected)
+    report = load_into(
+        tagger.model, checkpoint, allow_missing=allow_missing, ignore_unexpected=ignore_unexpected
+    )
     tagger.save(out)
     print(report.format_table())
     print(f"saved {out}")

@@ -30,17 +30,24 @@ EXPECTED_ERRORS = (CorpusError, ModelFileError, CheckpointError, FileNotFoundErr
 
 @app.command()
 def train(
-    train_file: Annotated[Path | None, typer.Option("--train", help="Training corpus (CoNLL).")] = None,
-    dev_file: Annotated[Path | None, typer.Option("--dev", help="Dev corpus, for model "
-                                                  "selection and learning-rate annealing.")] = None,
+    train_file: Annotated[
+        Path | None, typer.Option("--train", help="Training corpus (CoNLL).")
+    ] = None,
+    dev_file: Annotated[
+        Path | None,
+        typer.Option("--dev", help="Dev corpus, for model selection and learning-rate annealing."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write the model file.")] = Path(
-        "model.tagsure"),
-    config: Annotated[Path | None, typer.Option(help="TOML file with [data], [model], "
-                                                "[training] sections.")] = None,
+        "model.tagsure"
+    ),
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file with [data], [model], [training] sections.")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this much time.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed; the same seed repeats a CPU run bit "
-                                             "for bit.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed; the same seed repeats a CPU run bit for bit.")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
 ) -> None:
     """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
@@ -63,12 +70,22 @@ def evaluate(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
-    data: Annotated[Path, typer.Argument(help="Raw text (one document per line) or a CoNLL "
-                                         "file; '-' reads standard input.")],
-    output_format: Annotated[str, typer.Option("--format", help="conll: token [gold] "
-                                               "predicted per line; jsonl: entities per input "
-                                               "line / sentence. Default: conll for CoNLL "
-                                               "input, jsonl for text.")] = "",
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Raw text (one document per line) or a CoNLL file; '-' reads standard input."
+        ),
+    ],
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="conll: token [gold] "
+            "predicted per line; jsonl: entities per input "
+            "line / sentence. Default: conll for CoNLL "
+            "input, jsonl for text.",
+        ),
+    ] = "",
     input_format: Annotated[str, typer.Option("--input", help="auto, conll or text.")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
@@ -79,17 +96,22 @@ def predict(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo model and its logs.")] = Path(
-        "demo-output"),
+        "demo-output"
+    ),
     max_minutes: Annotated[float, typer.Option(help="Training time budget.")] = 1.5,
 ) -> None:
-    """Train on the bundled WikiANN sample, save, reload in a new process, compare, tag a sentence."""
+    """Train on the bundled WikiANN sample, save, reload in a new process, compare, tag text."""
     commands.demo(out, max_minutes)
 
 
 @app.command("inspect")
 def inspect_command(
-    path: Annotated[Path, typer.Argument(help="A tagsure file, .safetensors, .pt/.pth/.bin or "
-                                         "a Hugging Face model folder.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A tagsure file, .safetensors, .pt/.pth/.bin or a Hugging Face model folder."
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what a model file holds: config, labels, tensors, wrapper prefixes and the head."""
@@ -101,10 +123,12 @@ def load_weights(
     model: Annotated[Path, typer.Argument(help="The tagsure model to load weights into.")],
     checkpoint: Annotated[Path, typer.Argument(help="A .safetensors/.pt/.ckpt checkpoint.")],
     out: Annotated[Path, typer.Option(help="Where to write the updated model.")],
-    allow_missing: Annotated[list[str] | None, typer.Option(help="Glob of model tensors that "
-                                                            "may stay as they are.")] = None,
-    ignore_unexpected: Annotated[list[str] | None, typer.Option(help="Glob of checkpoint "
-                                                                "tensors to drop.")] = None,
+    allow_missing: Annotated[
+        list[str] | None, typer.Option(help="Glob of model tensors that may stay as they are.")
+    ] = None,
+    ignore_unexpected: Annotated[
+        list[str] | None, typer.Option(help="Glob of checkpoint tensors to drop.")
+    ] = None,
 ) -> None:
     """Load a foreign checkpoint into a tagsure model strictly; report every mismatch."""
     commands.load_weights(model, checkpoint, out, allow_missing or [], ignore_unexpected or [])
@@ -136,5 +160,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-

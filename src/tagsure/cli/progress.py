@@ -16,8 +16,14 @@ class TqdmProgress:
         self.started = 0.0
 
     def epoch_start(self, epoch: int, batches: int) -> None:
-        self.bar = tqdm(total=batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=batches,
+            desc=f"epoch {epoch}",
+            unit="batch",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
         self.tokens, self.started = 0, time.perf_counter()
 
     def batch_end(self, loss: float, tokens: int) -> None:

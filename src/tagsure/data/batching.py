@@ -61,7 +61,8 @@ class Encoder:
         )
         types = list(type_index)
         words = np.fromiter(
-            (self.words.index(normalise_word(t, self.lowercase)) for t in types), np.int64,
+            (self.words.index(normalise_word(t, self.lowercase)) for t in types),
+            np.int64,
             count=len(types),
         )[type_ids]
         cases = np.fromiter((casing_class(t) for t in types), np.int64, count=len(types))[type_ids]
@@ -121,7 +122,9 @@ class EncodedSentences:
         return Batch(
             words=torch.from_numpy(np.where(mask, self.words[flat], 0)),
             cases=torch.from_numpy(np.where(mask, self.cases[flat], 0)),
-            chars=torch.from_numpy(np.ascontiguousarray(self.type_chars[unique_types, :char_width])),
+            chars=torch.from_numpy(
+                np.ascontiguousarray(self.type_chars[unique_types, :char_width])
+            ),
             char_index=torch.from_numpy(char_rows),
             mask=torch.from_numpy(mask),
             lengths=torch.from_numpy(lengths),

@@ -102,7 +102,9 @@ def read_conll(
         nonlocal tokens, tags
         if not tokens:
             return None
-        sentence = Sentence(tokens, tags if fmt.tag_column is not None else None, first_line, document)
+        sentence = Sentence(
+            tokens, tags if fmt.tag_column is not None else None, first_line, document
+        )
         tokens, tags = [], []
         return sentence
 
@@ -112,8 +114,10 @@ def read_conll(
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise CorpusError(
-                    path, number, f"not valid UTF-8 (byte {err.start + 1} of the line); "
-                    "re-encode the file as UTF-8"
+                    path,
+                    number,
+                    f"not valid UTF-8 (byte {err.start + 1} of the line); "
+                    "re-encode the file as UTF-8",
                 ) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")
@@ -140,17 +144,23 @@ def read_conll(
                     prefix = _language_prefix(fields[fmt.token_column])
             elif len(fields) != columns:
                 raise CorpusError(
-                    path, number, f"found {len(fields)} columns, expected {columns} as on the "
-                    f"first token line: {line!r}"
+                    path,
+                    number,
+                    f"found {len(fields)} columns, expected {columns} as on the "
+                    f"first token line: {line!r}",
                 )
             try:
                 token = fields[fmt.token_column]
                 tag = fields[fmt.tag_column] if fmt.tag_column is not None else None
             except IndexError:
-                raise CorpusError(path, number, f"no column {fmt.token_column}/{fmt.tag_column} "
-                                  f"in a line of {len(fields)} columns") from None
+                raise CorpusError(
+                    path,
+                    number,
+                    f"no column {fmt.token_column}/{fmt.tag_column} "
+                    f"in a line of {len(fields)} columns",
+                ) from None
             if prefix and token.startswith(prefix):
-                token = token[len(prefix):]
+                token = token[len(prefix) :]
             if not token.strip():
                 raise CorpusError(path, number, "empty token")
             if tag is not None:

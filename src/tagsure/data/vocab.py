@@ -33,8 +33,9 @@ class Vocabulary:
     def from_counts(cls, counts: Counter[str] | dict[str, int], min_count: int = 1) -> Vocabulary:
         # Most frequent first, ties alphabetical, so the same counts always give the same indices.
         ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        return cls([PAD, UNK] + [item for item, n in ordered if n >= min_count and item not in
-                                 (PAD, UNK)])
+        return cls(
+            [PAD, UNK] + [item for item, n in ordered if n >= min_count and item not in (PAD, UNK)]
+        )
 
     @classmethod
     def build(cls, items: Iterable[str], min_count: int = 1) -> Vocabulary:

@@ -36,8 +36,7 @@ class BiLSTMEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # x: (B, T, D), lengths: (B,) -> (B, T, 2 * hidden); values on padding are meaningless
-        for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers,
-                                           strict=True)):
+        for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers, strict=True)):
             if i:
                 x = self.between_layers(x)
             ahead, _ = fwd(x)  # (B, T, H)

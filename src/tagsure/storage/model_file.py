@@ -84,13 +84,17 @@ def load_tagger(path: str | os.PathLike[str]) -> Tagger:
     document, tensors = read_model_file(path)
     architecture = document.get("architecture")
     if architecture != ARCHITECTURE:
-        raise ModelFileError(f"{path}: unknown architecture {architecture!r}; this tagsure "
-                             f"reads {ARCHITECTURE!r}. Upgrade tagsure.")
+        raise ModelFileError(
+            f"{path}: unknown architecture {architecture!r}; this tagsure "
+            f"reads {ARCHITECTURE!r}. Upgrade tagsure."
+        )
     config = BiLSTMConfig.from_dict(document["model_config"])
     labels = document["labels"]
     if len(labels) != config.num_labels:
-        raise ModelFileError(f"{path}: the file lists {len(labels)} labels but its head has "
-                             f"{config.num_labels} outputs; the file is inconsistent")
+        raise ModelFileError(
+            f"{path}: the file lists {len(labels)} labels but its head has "
+            f"{config.num_labels} outputs; the file is inconsistent"
+        )
     model_scheme = TagScheme(document["tag_scheme"])
     model = build_model(config, labels, model_scheme)
     # strict=True: every tensor of the network must come from the file, and nothing else.
@@ -98,7 +102,9 @@ def load_tagger(path: str | os.PathLike[str]) -> Tagger:
     model.eval()
     vocabularies = document["vocabularies"]
     encoder = Encoder(
-        Vocabulary(vocabularies["words"]), Vocabulary(vocabularies["chars"]), labels,
+        Vocabulary(vocabularies["words"]),
+        Vocabulary(vocabularies["chars"]),
+        labels,
         config.lowercase_words,
     )
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
@@ -120,25 +126,34 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     header = read_safetensors_header(path)
     metadata = header.get("__metadata__") or {}
     if metadata.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: a safetensors file, but not a tagsure model (no "
-                             "'format: tagsure' in its metadata); use `tagsure inspect` on it")
+        raise ModelFileError(
+            f"{path}: a safetensors file, but not a tagsure model (no "
+            "'format: tagsure' in its metadata); use `tagsure inspect` on it"
+        )
     try:
         version = int(metadata.get("format_version", ""))
     except ValueError:
-        raise ModelFileError(f"{path}: unreadable format version "
-                             f"{metadata.get('format_version')!r}") from None
+        raise ModelFileError(
+            f"{path}: unreadable format version {metadata.get('format_version')!r}"
+        ) from None
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: written in tagsure model format {version}, newer than the "
-                             f"{FORMAT_VERSION} this tagsure reads; upgrade tagsure")
+        raise ModelFileError(
+            f"{path}: written in tagsure model format {version}, newer than the "
+            f"{FORMAT_VERSION} this tagsure reads; upgrade tagsure"
+        )
     try:
         document = json.loads(metadata[FORMAT_NAME])
     except (KeyError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{path}: the tagsure metadata is missing or not JSON ({err})") from None
+        raise ModelFileError(
+            f"{path}: the tagsure metadata is missing or not JSON ({err})"
+        ) from None
     tensors = load_safetensors_bytes(Path(path).read_bytes())
     expected = document.get("weights_sha256")
     if expected is not None and weights_digest(tensors) != expected:
-        raise ModelFileError(f"{path}: the weights do not match the digest stored at save time; "
-                             "the file was modified or corrupted")
+        raise ModelFileError(
+            f"{path}: the weights do not match the digest stored at save time; "
+            "the file was modified or corrupted"
+        )
     return document, tensors
 
 
@@ -149,14 +164,17 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         with open(path, "rb") as handle:
             prefix = handle.read(8)
             if len(prefix) < 8:
-                raise ModelFileError(f"{path}: {size} bytes is too short to be a model file "
-                                     "(truncated or empty)")
+                raise ModelFileError(
+                    f"{path}: {size} bytes is too short to be a model file (truncated or empty)"
+                )
             (length,) = struct.unpack("<Q", prefix)
             if length > _MAX_HEADER_BYTES or length > size - 8:
                 if length > _MAX_HEADER_BYTES:
                     raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
-                raise ModelFileError(f"{path}: truncated: the header alone needs {length + 8} "
-                                     f"bytes but the file has {size}")
+                raise ModelFileError(
+                    f"{path}: truncated: the header alone needs {length + 8} "
+                    f"bytes but the file has {size}"
+                )
             header = json.loads(handle.read(length))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         if isinstance(err, FileNotFoundError):
@@ -164,11 +182,14 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"{path}: not a safetensors/tagsure model file ({err})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
-    data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                   default=0)
+    data_end = max(
+        (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
+    )
     if 8 + length + data_end > size:
-        raise ModelFileError(f"{path}: truncated: the weights need {8 + length + data_end} bytes "
-                             f"but the file has {size}; the copy or download was cut short")
+        raise ModelFileError(
+            f"{path}: truncated: the weights need {8 + length + data_end} bytes "
+            f"but the file has {size}; the copy or download was cut short"
+        )
     return header
 
 
@@ -178,13 +199,14 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].contiguous().cpu()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b"")
+        digest.update(
+            tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        )
     return digest.hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either the old file or the complete new one."""
+    """Write ``data`` so that ``path`` is either the old file or the complete new one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

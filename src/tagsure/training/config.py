@@ -84,16 +84,18 @@ class TrainConfig:
         sections = {"data": DataConfig, "training": OptimConfig}
         unknown = sorted(set(raw) - {*sections, "model"})
         if unknown:
-            raise ValueError(f"{source}: unknown sections {unknown}; use [data], [model], "
-                             "[training]")
+            raise ValueError(
+                f"{source}: unknown sections {unknown}; use [data], [model], [training]"
+            )
         built: dict[str, Any] = {"model": dict(raw.get("model", {}))}
         for name, kind in sections.items():
             values = dict(raw.get(name, {}))
             known = {f.name for f in fields(kind)}
             bad = sorted(set(values) - known)
             if bad:
-                raise ValueError(f"{source}: unknown [{name}] settings {bad}; known: "
-                                 f"{sorted(known)}")
+                raise ValueError(
+                    f"{source}: unknown [{name}] settings {bad}; known: {sorted(known)}"
+                )
             built[name] = kind(**values)
         return cls(**built)
 

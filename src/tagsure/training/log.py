@@ -41,8 +41,13 @@ def plot_curve(history: Sequence[EpochRecord], path: str | Path) -> None:
     loss_axis.set_ylabel("train loss per sentence")
     if any(r.dev for r in history):
         f1_axis = loss_axis.twinx()
-        f1_axis.plot(minutes, [100 * r.dev.get("f1", 0.0) for r in history], marker="o",
-                     color="tab:blue", label="dev F1")
+        f1_axis.plot(
+            minutes,
+            [100 * r.dev.get("f1", 0.0) for r in history],
+            marker="o",
+            color="tab:blue",
+            label="dev F1",
+        )
         f1_axis.set_ylabel("dev F1 (%)")
     fig.tight_layout()
     buffer = io.BytesIO()

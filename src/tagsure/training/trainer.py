@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from tagsure.data.batching import Encoder, EncodedSentences, bucketed_batches
+from tagsure.data.batching import EncodedSentences, Encoder, bucketed_batches
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
 from tagsure.data.features import normalise_word
 from tagsure.data.schemes import TagScheme, convert, split_tag
@@ -78,11 +78,15 @@ class LoggingProgress:
 
 def format_record(record: EpochRecord) -> str:
     dev = record.dev
-    text = (f"loss {record.train_loss:.3f}  lr {record.learning_rate:.2g}  "
-            f"{record.train_tokens_per_s:,.0f} tok/s  {record.minutes:.1f} min")
+    text = (
+        f"loss {record.train_loss:.3f}  lr {record.learning_rate:.2g}  "
+        f"{record.train_tokens_per_s:,.0f} tok/s  {record.minutes:.1f} min"
+    )
     if dev:
-        text += (f"  dev P {100 * dev['precision']:.2f} R {100 * dev['recall']:.2f} "
-                 f"F1 {100 * dev['f1']:.2f}" + ("  *" if record.best else ""))
+        text += (
+            f"  dev P {100 * dev['precision']:.2f} R {100 * dev['recall']:.2f} "
+            f"F1 {100 * dev['f1']:.2f}" + ("  *" if record.best else "")
+        )
     return text
 
 
@@ -109,19 +113,23 @@ def train(
     encoder, model_config = build_vocabularies(train_corpus, model_scheme, config)
     model = build_model(model_config, encoder.labels, model_scheme)
     if config.data.word_vectors:
-        vectors, _ = read_word_vectors(config.data.word_vectors, encoder.words,
-                                       model_config.word_dim, model_config.lowercase_words)
+        vectors, _ = read_word_vectors(
+            config.data.word_vectors,
+            encoder.words,
+            model_config.word_dim,
+            model_config.lowercase_words,
+        )
         with torch.no_grad():
             model.words.weight.copy_(vectors)
-    tagger = Tagger(model, encoder, model_scheme, output_scheme,
-                    {"training": config.to_dict()})
+    tagger = Tagger(model, encoder, model_scheme, output_scheme, {"training": config.to_dict()})
     train_data = encoder.encode(
         [s.tokens for s in train_corpus.sentences],
         [convert(s.tags or [], output_scheme, model_scheme) for s in train_corpus.sentences],
     )
     dev_data = encoder.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
-    optimizer = build_optimizer(model, opt.optimizer, opt.learning_rate, opt.weight_decay,
-                                opt.momentum)
+    optimizer = build_optimizer(
+        model, opt.optimizer, opt.learning_rate, opt.weight_decay, opt.momentum
+    )
     log = MetricsLog(_sibling(out, ".metrics.jsonl")) if out else None
 
     history: list[EpochRecord] = []
@@ -167,8 +175,12 @@ def train(
         if dev_corpus is not None and dev_data is not None:
             metrics = evaluate_encoded(tagger, dev_data, dev_corpus)
             micro = metrics.micro
-            record.dev = {"precision": float(micro.precision), "recall": float(micro.recall),
-                          "f1": float(micro.f1), "accuracy": float(metrics.accuracy)}
+            record.dev = {
+                "precision": float(micro.precision),
+                "recall": float(micro.recall),
+                "f1": float(micro.f1),
+                "accuracy": float(metrics.accuracy),
+            }
             improved = record.dev["f1"] > best_f1
             if improved:
                 best_f1 = record.dev["f1"]
@@ -199,8 +211,11 @@ def train(
     model.eval()
     logger.info("stopped: %s; best epoch %d", stop_reason, best_epoch)
     tagger.metadata["training"]["result"] = {
-        "best_epoch": best_epoch, "epochs_run": len(history), "stop_reason": stop_reason,
-        "train_seconds": train_seconds, "train_tokens": train_tokens,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stop_reason": stop_reason,
+        "train_seconds": train_seconds,
+        "train_tokens": train_tokens,
     }
     if out:
         tagger.save(out)
@@ -237,7 +252,9 @@ def build_vocabularies(
         lowercase,
     )
     model_config = BiLSTMConfig(
-        num_words=len(encoder.words), num_chars=len(encoder.chars), num_labels=len(labels),
+        num_words=len(encoder.words),
+        num_chars=len(encoder.chars),
+        num_labels=len(labels),
         **config.model,
     )
     return encoder, model_config
@@ -246,7 +263,10 @@ def build_vocabularies(
 def label_set(types: list[str], scheme: TagScheme) -> list[str]:
     """Every label the scheme can produce for these entity types, "O" first."""
     prefixes = {
-        TagScheme.IOB1: "BI", TagScheme.IOB2: "BI", TagScheme.BIOES: "BIES", TagScheme.BILOU: "BILU",
+        TagScheme.IOB1: "BI",
+        TagScheme.IOB2: "BI",
+        TagScheme.BIOES: "BIES",
+        TagScheme.BILOU: "BILU",
     }[scheme]
     return ["O"] + [f"{p}-{t}" for t in types for p in prefixes]
 
