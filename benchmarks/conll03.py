@@ -187,10 +187,12 @@ def report(results: dict[str, dict]) -> str:
     for name, peer in results.items():
         if name == "tagsure" or ours is None:
             continue
+        train_ratio = ours["train_tokens_per_s"] / peer["train_tokens_per_s"]
+        predict_ratio = ours["predict_tokens_per_s"] / peer["predict_tokens_per_s"]
+        delta = 100 * (ours["best_dev_f1"] - peer["best_dev_f1"])
         lines.append(
-            f"tagsure / {name}: train tokens/s x{ours['train_tokens_per_s'] / peer['train_tokens_per_s']:.1f}, "
-            f"predict tokens/s x{ours['predict_tokens_per_s'] / peer['predict_tokens_per_s']:.1f}, "
-            f"best dev F1 {100 * (ours['best_dev_f1'] - peer['best_dev_f1']):+.2f} points"
+            f"tagsure / {name}: train tokens/s x{train_ratio:.1f}, predict tokens/s "
+            f"x{predict_ratio:.1f}, best dev F1 {delta:+.2f} points"
         )
     return "\n".join(lines)
 
