@@ -128,3 +128,47 @@ def test_head_size_mismatch_in_file_is_an_error(tiny_model: Path, tmp_path: Path
     rewrite_metadata(tiny_model, bad, tagsure=json.dumps(document))
     with pytest.raises(ModelFileError, match="lists 3 labels but its head has 13 outputs"):
         Tagger.load(bad)
+
+
+def test_a_changed_weight_with_a_forged_digest_fails_the_fingerprint(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    document, tensors = model_file.read_model_file(tiny_model)
+    tensors["emission.bias"] = tensors["emission.bias"] + 0.5  # one weight changed...
+    probe = tensors.pop("fingerprint.emissions")
+    document["weights_sha256"] = model_file.weights_digest(tensors)  # ...and the digest forged
+    tensors["fingerprint.emissions"] = probe
+    forged = tmp_path / "forged.tagsure"
+    metadata = {"format": "tagsure", "format_version": "1", "tagsure": json.dumps(document)}
+    save_file(tensors, str(forged), metadata=metadata)
+    with pytest.raises(ModelFileError, match="does not reproduce its fingerprint: emission scores"):
+        Tagger.load(forged)
+    assert Tagger.load(forged, verify=False).labels == document["labels"]
+
+
+def test_verify_command_reports_and_fails_on_change(tiny_model: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ok = subprocess.run(
+        [sys.executable, "-m", "tagsure", "verify", str(tiny_model)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "emissions bit-identical" in ok.stdout and "verified" in ok.stdout
+    document, tensors = model_file.read_model_file(tiny_model)
+    tensors["emission.bias"] = tensors["emission.bias"] + 0.5
+    probe = tensors.pop("fingerprint.emissions")
+    document["weights_sha256"] = model_file.weights_digest(tensors)
+    tensors["fingerprint.emissions"] = probe
+    forged = tmp_path / "forged.tagsure"
+    save_file(
+        tensors,
+        str(forged),
+        metadata={"format": "tagsure", "format_version": "1", "tagsure": json.dumps(document)},
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "tagsure", "verify", str(forged)], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert "DIFFERENT: emission scores differ" in bad.stdout
+    assert bad.stderr.startswith(f"tagsure: {forged}: verification failed")

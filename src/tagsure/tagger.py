@@ -195,8 +195,16 @@ class Tagger:
         save_tagger(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Tagger:
-        """Rebuild a tagger from a file written by :meth:`save`; no pickle is involved."""
+    def load(
+        cls, path: str | os.PathLike[str], verify: bool = True, tolerance: float = 0.0
+    ) -> Tagger:
+        """Rebuild a tagger from a file written by :meth:`save`; no pickle is involved.
+
+        With ``verify`` (the default) the fingerprint stored at save time is re-run: the probe's
+        tags must be identical and its emission scores bit-identical (or within ``tolerance``,
+        max absolute difference, across devices), else :class:`ModelFileError` says what
+        differs.
+        """
         from tagsure.storage.model_file import load_tagger
 
-        return load_tagger(path)
+        return load_tagger(path, verify, tolerance)

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -219,6 +218,48 @@ def demo(out: Path, max_minutes: float) -> None:
         raise CommandFailed("the reloaded model's metrics differ from the trained model's")
 
 
+def verify(model: Path, data: Path | None, tolerance: float) -> None:
+    from tagsure.storage import fingerprint
+
+    tagger = load_tagger(model, verify=False)
+    stored = tagger.metadata.get("fingerprint")
+    if stored is None:
+        raise CommandFailed(f"{model}: the file has no fingerprint to verify")
+    check = fingerprint.verify(tagger, stored, tolerance)
+    problems = list(check.problems)
+    tokens = sum(map(len, stored.sentences))
+    print(
+        f"probe: {len(stored.sentences)} sentences, {tokens} tokens; emissions "
+        f"{'bit-identical' if check.identical_emissions else 'differ'} (max abs difference "
+        f"{check.max_abs_difference:.3g}); tags {'identical' if not problems else 'see below'}"
+    )
+    if data is not None:
+        saved = tagger.metadata.get("metrics", {}).get("dev")
+        now = json.loads(json.dumps(tagger.evaluate(load_corpus(data)).to_dict()))
+        if saved is None:
+            problems.append("the file stores no dev metrics to compare with")
+        else:
+            for key in ("precision", "recall", "f1"):
+                if saved["micro"][key] != now["micro"][key]:
+                    problems.append(
+                        f"{data}: micro {key} is {now['micro'][key]:.6f}, "
+                        f"{saved['micro'][key]:.6f} at save time"
+                    )
+            if saved != now and not problems:
+                problems.append(f"{data}: per-type metrics or accuracy differ from save time")
+        print(
+            f"metrics on {data}: F1 {100 * now['micro']['f1']:.2f} "
+            f"(at save time: {100 * saved['micro']['f1']:.2f})"
+            if saved
+            else ""
+        )
+    for problem in problems:
+        print(f"DIFFERENT: {problem}")
+    if problems:
+        raise CommandFailed(f"{model}: verification failed ({len(problems)} differences)")
+    print("verified: the model reproduces what it did when it was saved")
+
+
 def inspect(path: Path, as_json: bool) -> None:
     from tagsure.storage.inspect import inspect_path
 
@@ -238,8 +279,3 @@ def load_weights(
     tagger.save(out)
     print(report.format_table())
     print(f"saved {out}")
-
-
-def iter_lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as handle:
-        yield from handle

@@ -104,6 +104,24 @@ def demo(
     commands.demo(out, max_minutes)
 
 
+@app.command()
+def verify(
+    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
+    data: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Optional: the dev file the model was selected on, to re-compute its metrics."
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(help="Allowed max abs difference of emission scores (0: bit-identical)."),
+    ] = 0.0,
+) -> None:
+    """Re-run the probe stored at save time (and the dev metrics, given DATA); exit 1 on change."""
+    commands.verify(model, data, tolerance)
+
+
 @app.command("inspect")
 def inspect_command(
     path: Annotated[

@@ -30,6 +30,7 @@ from tagsure.data.batching import Encoder
 from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowed_transitions
 from tagsure.data.vocab import Vocabulary
 from tagsure.models.bilstm_crf import ARCHITECTURE, BiLSTMConfig, BiLSTMTagger
+from tagsure.storage import fingerprint
 
 if TYPE_CHECKING:
     from tagsure.tagger import Tagger
@@ -47,6 +48,11 @@ def save_tagger(tagger: Tagger, path: str | os.PathLike[str]) -> None:
     document = describe(tagger)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tagger.model.state_dict().items()}
     document["weights_sha256"] = weights_digest(tensors)
+    probe = tagger.metadata.get("probe")
+    if probe:  # taken now, from the model being written, so it describes exactly this file
+        taken = fingerprint.take(tagger, probe)
+        document["fingerprint"] = taken.to_json()
+        tensors[fingerprint.TENSOR_NAME] = taken.emissions
     metadata = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
@@ -78,10 +84,14 @@ def describe(tagger: Tagger) -> dict[str, Any]:
     }
 
 
-def load_tagger(path: str | os.PathLike[str]) -> Tagger:
+def load_tagger(
+    path: str | os.PathLike[str], verify: bool = True, tolerance: float = 0.0
+) -> Tagger:
+    """Rebuild the tagger; with ``verify``, re-run the stored probe and refuse on a mismatch."""
     from tagsure.tagger import Tagger
 
     document, tensors = read_model_file(path)
+    probe_emissions = tensors.pop(fingerprint.TENSOR_NAME, None)
     architecture = document.get("architecture")
     if architecture != ARCHITECTURE:
         raise ModelFileError(
@@ -108,7 +118,19 @@ def load_tagger(path: str | os.PathLike[str]) -> Tagger:
         config.lowercase_words,
     )
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
-    return Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
+    tagger = Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
+    if "fingerprint" in document and probe_emissions is not None:
+        stored = fingerprint.Fingerprint.from_json(document["fingerprint"], probe_emissions)
+        tagger.metadata["probe"] = stored.sentences
+        tagger.metadata["fingerprint"] = stored
+        if verify:
+            check = fingerprint.verify(tagger, stored, tolerance)
+            if not check.ok:
+                raise ModelFileError(
+                    f"{path}: the model does not reproduce its fingerprint: "
+                    + "; ".join(check.problems)
+                )
+    return tagger
 
 
 def build_model(config: BiLSTMConfig, labels: list[str], scheme: TagScheme) -> BiLSTMTagger:
@@ -149,7 +171,8 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
         ) from None
     tensors = load_safetensors_bytes(Path(path).read_bytes())
     expected = document.get("weights_sha256")
-    if expected is not None and weights_digest(tensors) != expected:
+    weights = {k: v for k, v in tensors.items() if k != fingerprint.TENSOR_NAME}
+    if expected is not None and weights_digest(weights) != expected:
         raise ModelFileError(
             f"{path}: the weights do not match the digest stored at save time; "
             "the file was modified or corrupted"

@@ -26,6 +26,7 @@ from tagsure.data.vocab import Vocabulary
 from tagsure.encoders.words import read_word_vectors
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.models.bilstm_crf import BiLSTMConfig
+from tagsure.storage.fingerprint import choose_probe
 from tagsure.storage.model_file import build_model
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
@@ -121,7 +122,17 @@ def train(
         )
         with torch.no_grad():
             model.words.weight.copy_(vectors)
-    tagger = Tagger(model, encoder, model_scheme, output_scheme, {"training": config.to_dict()})
+    probe_source = dev_corpus or train_corpus
+    tagger = Tagger(
+        model,
+        encoder,
+        model_scheme,
+        output_scheme,
+        {
+            "training": config.to_dict(),
+            "probe": choose_probe([s.tokens for s in probe_source.sentences]),
+        },
+    )
     train_data = encoder.encode(
         [s.tokens for s in train_corpus.sentences],
         [convert(s.tags or [], output_scheme, model_scheme) for s in train_corpus.sentences],

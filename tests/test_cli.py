@@ -1,0 +1,128 @@
+"""The `tagsure` command: help texts, output layouts, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagsure.cli.main import main
+from tests.helpers import BUNDLED
+
+TEST_FILE = BUNDLED / "wikiann-en-test.txt"
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in this process, as `tagsure ARGS` would."""
+    sys.argv = ["tagsure", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("command", "phrase"),
+    [
+        ("train", "Train a BiLSTM-CRF"),
+        ("evaluate", "as conlleval counts"),
+        ("predict", "Tag raw text or a CoNLL file"),
+        ("demo", "bundled WikiANN"),
+        ("inspect", "wrapper prefixes"),
+        ("load-weights", "strictly"),
+    ],
+)
+def test_every_command_explains_itself(
+    command: str, phrase: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run([command, "--help"], capsys)
+    assert code == 0
+    assert phrase in " ".join(out.split())
+
+
+def test_evaluate_json(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["evaluate", str(tiny_model), str(TEST_FILE), "--json"], capsys)
+    assert code == 0
+    metrics = json.loads(out)
+    assert set(metrics) == {"micro", "per_type", "accuracy"}
+    assert {"precision", "recall", "f1"} <= set(metrics["micro"])
+    assert set(metrics["per_type"]) == {"LOC", "ORG", "PER"}
+
+
+def test_evaluate_table(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["evaluate", str(tiny_model), str(TEST_FILE)], capsys)
+    assert code == 0
+    assert out.startswith("processed 5030 tokens with 884 phrases;")
+
+
+def test_predict_conll_writes_token_gold_predicted(
+    tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["predict", str(tiny_model), str(TEST_FILE), "--format", "conll"], capsys)
+    assert code == 0
+    blocks = [b.splitlines() for b in out.strip("\n").split("\n\n")]
+    assert len(blocks) == 600
+    gold = TEST_FILE.read_text().strip("\n").split("\n\n")
+    first_gold = [line.split("\t") for line in gold[0].splitlines()]
+    first = [line.split(" ") for line in blocks[0]]
+    assert [row[:2] for row in first] == [[t.removeprefix("en:"), g] for t, g in first_gold]
+    assert all(len(row) == 3 for block in blocks for row in (r.split(" ") for r in block))
+
+
+def test_predict_raw_text_jsonl_with_offsets(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        "Angela Merkel met Emmanuel Macron in Paris. Then she flew to Berlin.",
+        "",
+        "The University of Oxford is in England .",
+    ]
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(lines) + "\n")
+    code, out, _ = run(["predict", str(tiny_model), str(text)], capsys)
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in records] == lines
+    for record in records:
+        for entity in record["entities"]:
+            assert record["text"][entity["start"] : entity["end"]] == entity["text"]
+            assert 0 < entity["score"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("EU B-ORG\nrejects X-ORG\n", "data.txt:2: invalid tag 'X-ORG'"),
+        ("EU B-ORG\nrejects VBZ O\n", "data.txt:2: found 3 columns, expected 2"),
+    ],
+)
+def test_bad_corpus_is_one_line_on_stderr(
+    tiny_model: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "tagsure", "evaluate", str(tiny_model), str(data)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("tagsure: error: ") and message in done.stderr
+
+
+def test_not_a_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "fake.tagsure"
+    fake.write_text("hello")
+    code, out, err = run(["evaluate", str(fake), str(TEST_FILE)], capsys)
+    assert code == 1 and out == ""
+    assert (
+        err == f"tagsure: error: {fake}: 5 bytes is too short to be a model file "
+        "(truncated or empty)\n"
+    )
