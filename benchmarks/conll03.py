@@ -116,7 +116,7 @@ def run_peer(name: str, args: argparse.Namespace) -> dict:
         str(args.seed),
     ]
     if name == "flair":
-        command += ["--max-epochs", str(args.max_epochs)]
+        command += ["--max-epochs", str(args.flair_epochs)]
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
 
@@ -208,6 +208,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget each")
     parser.add_argument("--peer-minutes", type=float, help="budget for the peers (default: same)")
     parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument(
+        "--flair-epochs",
+        type=int,
+        default=3,
+        help="flair needs ~7 minutes an epoch here; its speed is per token",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="/tmp/tagsure-bench")

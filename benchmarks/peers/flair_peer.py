@@ -40,7 +40,6 @@ common.install_network_guard()
 # Read by OpenMP when torch loads. With the default (active spin-waiting), 2 torch threads on a
 # 2-core machine where anything else is running were measured 10x slower than 1 thread (47 vs
 # 616 tokens/s); PASSIVE gave 567. Override from the environment to measure the default.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import flair  # noqa: E402
 import torch  # noqa: E402
@@ -395,7 +394,7 @@ def train(args: argparse.Namespace) -> dict:
             "dev_sentences": len(dev_sents),
             "seed": args.seed,
             "threads": args.threads,
-            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "torch": torch.__version__,
             "device": "cpu",
         },
