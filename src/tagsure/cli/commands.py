@@ -16,7 +16,7 @@ from tagsure.data.schemes import split_tag
 from tagsure.storage.model_file import atomic_write_bytes, load_tagger
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
-from tagsure.training.trainer import format_record
+from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
@@ -36,31 +36,31 @@ def train(
     dev_file: Path | None,
     out: Path,
     config_file: Path | None,
-    epochs: int | None,
-    max_minutes: float | None,
-    seed: int | None,
-    batch_size: int | None,
+    overrides: dict[str, float | int | None],
+    checkpoint_dir: Path | None,
+    checkpoint_every: int,
+    resume_dir: Path | None,
 ) -> None:
-    config = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
-    if train_file:
-        config.data.train = str(train_file)
-    if dev_file:
-        config.data.dev = str(dev_file)
-    for name, value in [
-        ("epochs", epochs),
-        ("max_minutes", max_minutes),
-        ("seed", seed),
-        ("batch_size", batch_size),
-    ]:
-        if value is not None:
-            setattr(config.training, name, value)
-    result = run_training(config, out=out, progress=TqdmProgress())
+    if resume_dir is not None:
+        result = resume(resume_dir, progress=TqdmProgress())
+    else:
+        config = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
+        if train_file:
+            config.data.train = str(train_file)
+        if dev_file:
+            config.data.dev = str(dev_file)
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(config.training, name, value)
+        result = run_training(
+            config,
+            out=out,
+            progress=TqdmProgress(),
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+        )
     best = next(r for r in result.history if r.epoch == result.best_epoch)
     print(f"stopped: {result.stop_reason}; best epoch {result.best_epoch}: {format_record(best)}")
-    print(
-        f"saved {out} (log: {out.with_suffix('.metrics.jsonl').name}, "
-        f"curve: {out.with_suffix('.curve.png').name})"
-    )
 
 
 def evaluate(model: Path, data: Path, as_json: bool) -> None:

@@ -49,12 +49,32 @@ def train(
         int | None, typer.Option(help="Seed; the same seed repeats a CPU run bit for bit.")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Write a resumable checkpoint here after every epoch.")
+    ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Also checkpoint every N optimizer steps (0: only at epoch ends).")
+    ] = 0,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the run checkpointed in this folder, exactly where it stopped."
+        ),
+    ] = None,
 ) -> None:
     """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
 
     Beside the model it writes NAME.metrics.jsonl (one line per epoch) and NAME.curve.png.
     """
-    commands.train(train_file, dev_file, out, config, epochs, max_minutes, seed, batch_size)
+    overrides = {
+        "epochs": epochs,
+        "max_minutes": max_minutes,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+    commands.train(
+        train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume
+    )
 
 
 @app.command()

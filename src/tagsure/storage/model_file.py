@@ -88,21 +88,40 @@ def load_tagger(
     path: str | os.PathLike[str], verify: bool = True, tolerance: float = 0.0
 ) -> Tagger:
     """Rebuild the tagger; with ``verify``, re-run the stored probe and refuse on a mismatch."""
-    from tagsure.tagger import Tagger
-
     document, tensors = read_model_file(path)
     probe_emissions = tensors.pop(fingerprint.TENSOR_NAME, None)
+    tagger = tagger_from_document(document, tensors, str(path))
+    if "fingerprint" in document and probe_emissions is not None:
+        stored = fingerprint.Fingerprint.from_json(document["fingerprint"], probe_emissions)
+        tagger.metadata["probe"] = stored.sentences
+        tagger.metadata["fingerprint"] = stored
+        if verify:
+            check = fingerprint.verify(tagger, stored, tolerance)
+            if not check.ok:
+                raise ModelFileError(
+                    f"{path}: the model does not reproduce its fingerprint: "
+                    + "; ".join(check.problems)
+                )
+    return tagger
+
+
+def tagger_from_document(
+    document: dict[str, Any], tensors: Mapping[str, torch.Tensor], source: str
+) -> Tagger:
+    """The tagger a model document describes, with ``tensors`` as its exact weights."""
+    from tagsure.tagger import Tagger
+
     architecture = document.get("architecture")
     if architecture != ARCHITECTURE:
         raise ModelFileError(
-            f"{path}: unknown architecture {architecture!r}; this tagsure "
+            f"{source}: unknown architecture {architecture!r}; this tagsure "
             f"reads {ARCHITECTURE!r}. Upgrade tagsure."
         )
     config = BiLSTMConfig.from_dict(document["model_config"])
     labels = document["labels"]
     if len(labels) != config.num_labels:
         raise ModelFileError(
-            f"{path}: the file lists {len(labels)} labels but its head has "
+            f"{source}: the file lists {len(labels)} labels but its head has "
             f"{config.num_labels} outputs; the file is inconsistent"
         )
     model_scheme = TagScheme(document["tag_scheme"])
@@ -118,19 +137,7 @@ def load_tagger(
         config.lowercase_words,
     )
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
-    tagger = Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
-    if "fingerprint" in document and probe_emissions is not None:
-        stored = fingerprint.Fingerprint.from_json(document["fingerprint"], probe_emissions)
-        tagger.metadata["probe"] = stored.sentences
-        tagger.metadata["fingerprint"] = stored
-        if verify:
-            check = fingerprint.verify(tagger, stored, tolerance)
-            if not check.ok:
-                raise ModelFileError(
-                    f"{path}: the model does not reproduce its fingerprint: "
-                    + "; ".join(check.problems)
-                )
-    return tagger
+    return Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
 
 
 def build_model(config: BiLSTMConfig, labels: list[str], scheme: TagScheme) -> BiLSTMTagger:

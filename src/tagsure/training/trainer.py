@@ -1,16 +1,16 @@
-"""The training loop: bucketed batches, AdamW or SGD, annealing, early stopping, best-on-dev.
+"""The training loop: bucketed batches, AdamW or SGD, annealing, early stopping, best-on-dev,
+checkpoints and exact resume.
 
 A CPU run is reproducible bit for bit: the seed fixes initialisation and dropout (torch's
 generator) and the batch order (a NumPy generator seeded with ``(seed, epoch)``, so an epoch's
-order doesn't depend on what ran before it).
+order doesn't depend on what ran before it). A checkpoint holds the torch generator's state and
+the number of batches done in the epoch, so a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,19 +18,18 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from tagsure.data.batching import EncodedSentences, Encoder, bucketed_batches
-from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
-from tagsure.data.features import normalise_word
-from tagsure.data.schemes import TagScheme, convert, split_tag
-from tagsure.data.vocab import Vocabulary
+from tagsure.data.batching import EncodedSentences, bucketed_batches
+from tagsure.data.conll import Corpus
+from tagsure.data.schemes import TagScheme, convert
 from tagsure.encoders.words import read_word_vectors
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
-from tagsure.models.bilstm_crf import BiLSTMConfig
 from tagsure.storage.fingerprint import choose_probe
-from tagsure.storage.model_file import build_model
+from tagsure.storage.model_file import build_model, describe, tagger_from_document
 from tagsure.tagger import Tagger
+from tagsure.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tagsure.training.config import TrainConfig
 from tagsure.training.log import MetricsLog, plot_curve
+from tagsure.training.setup import build_optimizer, build_vocabularies, read_corpora
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +53,25 @@ class TrainResult:
     train_seconds: float  # time in training steps only
     train_tokens: int  # tokens processed by training steps
     stop_reason: str
+
+
+@dataclass
+class LoopState:
+    """Everything the loop carries between steps besides model and optimizer; checkpointed."""
+
+    epoch: int = 1
+    batches_done: int = 0  # in the current epoch
+    steps: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    since_best: int = 0
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    elapsed_seconds: float = 0.0  # wall time, summed over sessions
+    epoch_loss: float = 0.0
+    epoch_tokens: int = 0
+    epoch_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Progress(Protocol):
@@ -96,8 +114,13 @@ def train(
     out: str | Path | None = None,
     progress: Progress | None = None,
     corpora: tuple[Corpus, Corpus | None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
 ) -> TrainResult:
     """Train a tagger as ``config`` says; with ``out``, save it there with its log and curve.
+
+    With ``checkpoint_dir``, a checkpoint is written there at the end of every epoch and every
+    ``checkpoint_every`` optimizer steps; :func:`resume` continues from it.
 
     Example:
         >>> from tagsure import TrainConfig, train                        # doctest: +SKIP
@@ -105,9 +128,7 @@ def train(
         >>> result = train(config, out="model.tagsure")                   # doctest: +SKIP
         >>> result.tagger.predict(["Peter lives in Berlin ."])            # doctest: +SKIP
     """
-    progress = progress or LoggingProgress()
-    opt = config.training
-    torch.manual_seed(opt.seed)
+    torch.manual_seed(config.training.seed)
     train_corpus, dev_corpus = corpora or read_corpora(config)
     output_scheme = train_corpus.scheme or TagScheme.IOB2
     model_scheme = TagScheme.parse(config.data.tag_scheme)
@@ -123,175 +144,221 @@ def train(
         with torch.no_grad():
             model.words.weight.copy_(vectors)
     probe_source = dev_corpus or train_corpus
-    tagger = Tagger(
-        model,
-        encoder,
-        model_scheme,
-        output_scheme,
-        {
-            "training": config.to_dict(),
-            "probe": choose_probe([s.tokens for s in probe_source.sentences]),
-        },
-    )
-    train_data = encoder.encode(
-        [s.tokens for s in train_corpus.sentences],
-        [convert(s.tags or [], output_scheme, model_scheme) for s in train_corpus.sentences],
-    )
-    dev_data = encoder.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
-    optimizer = build_optimizer(
-        model, opt.optimizer, opt.learning_rate, opt.weight_decay, opt.momentum
-    )
-    log = MetricsLog(_sibling(out, ".metrics.jsonl")) if out else None
+    metadata = {
+        "training": config.to_dict(),
+        "probe": choose_probe([s.tokens for s in probe_source.sentences]),
+    }
+    tagger = Tagger(model, encoder, model_scheme, output_scheme, metadata)
+    run = _Run(config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every)
+    return run.loop(progress or LoggingProgress())
 
-    history: list[EpochRecord] = []
-    best_f1, best_epoch, best_state = -1.0, 0, _snapshot(model)
-    since_best = 0
-    started = time.perf_counter()
-    deadline = started + opt.max_minutes * 60 if opt.max_minutes else None
-    train_seconds, train_tokens = 0.0, 0
-    stop_reason = f"reached {opt.epochs} epochs"
-    for epoch in range(1, opt.epochs + 1):
-        rng = np.random.default_rng([opt.seed, epoch])
-        batches = bucketed_batches(train_data.lengths, opt.batch_size, rng)
-        progress.epoch_start(epoch, len(batches))
-        model.train()
-        epoch_loss, epoch_tokens, epoch_seconds, out_of_time = 0.0, 0, 0.0, False
-        for ids in batches:
-            step_start = time.perf_counter()
-            batch = train_data.batch(ids)
-            loss = model.loss(batch) / len(ids)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opt.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad_norm)
-            optimizer.step()
-            now = time.perf_counter()
-            epoch_seconds += now - step_start
-            epoch_loss += loss.item() * len(ids)
-            epoch_tokens += batch.num_tokens
-            progress.batch_end(loss.item(), batch.num_tokens)
-            if deadline is not None and now > deadline:
-                out_of_time = True
+
+def resume(checkpoint_dir: str | Path, progress: Progress | None = None) -> TrainResult:
+    """Continue the run whose checkpoint is in ``checkpoint_dir``, exactly where it stopped.
+
+    Example:
+        >>> from tagsure.training.trainer import resume                   # doctest: +SKIP
+        >>> result = resume("runs/conll03")                               # doctest: +SKIP
+    """
+    checkpoint = load_checkpoint(checkpoint_dir)
+    document = checkpoint.document
+    config = TrainConfig.from_dict(document["config"])
+    tagger = tagger_from_document(document["model"], checkpoint.model, str(checkpoint_dir))
+    tagger.metadata["probe"] = document["probe"]
+    tagger.metadata["metrics"] = document["model"].get("metrics", {})
+    train_corpus, dev_corpus = read_corpora(config)
+    run = _Run(
+        config,
+        tagger,
+        train_corpus,
+        dev_corpus,
+        document["out"],
+        checkpoint_dir,
+        document["checkpoint_every"],
+    )
+    run.restore(checkpoint)
+    return run.loop(progress or LoggingProgress())
+
+
+class _Run:
+    """One training run's moving parts, so that they can be checkpointed and restored."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        tagger: Tagger,
+        train_corpus: Corpus,
+        dev_corpus: Corpus | None,
+        out: str | Path | None,
+        checkpoint_dir: str | Path | None,
+        checkpoint_every: int,
+    ) -> None:
+        self.config, self.tagger, self.dev_corpus = config, tagger, dev_corpus
+        self.out = Path(out) if out else None
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.checkpoint_every = checkpoint_every
+        encoder, scheme, source = tagger.encoder, tagger.model_scheme, tagger.output_scheme
+        self.train_data = encoder.encode(
+            [s.tokens for s in train_corpus.sentences],
+            [convert(s.tags or [], source, scheme) for s in train_corpus.sentences],
+        )
+        self.dev_data = (
+            encoder.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
+        )
+        opt = config.training
+        self.optimizer = build_optimizer(
+            tagger.model, opt.optimizer, opt.learning_rate, opt.weight_decay, opt.momentum
+        )
+        self.state = LoopState()
+        self.best_state = _snapshot(tagger.model)
+        self.log = MetricsLog(_sibling(self.out, ".metrics.jsonl")) if self.out else None
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        self.best_state = checkpoint.best_model
+        self.state = LoopState(**checkpoint.document["state"])
+        torch.set_rng_state(checkpoint.torch_rng)
+        if self.log:  # what was logged after the checkpoint is replayed, so rewrite the log
+            for record in self.state.history:
+                self.log.write(record)
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        document = {
+            "config": self.config.to_dict(),
+            "out": str(self.out) if self.out else None,
+            "checkpoint_every": self.checkpoint_every,
+            "model": describe(self.tagger),
+            "probe": self.tagger.metadata.get("probe", []),
+            "state": asdict(self.state),
+        }
+        save_checkpoint(
+            self.checkpoint_dir,
+            Checkpoint(
+                document,
+                _snapshot(self.tagger.model),
+                self.best_state,
+                self.optimizer.state_dict(),
+                torch.get_rng_state(),
+            ),
+        )
+
+    def loop(self, progress: Progress) -> TrainResult:
+        opt, state, model = self.config.training, self.state, self.tagger.model
+        started = time.perf_counter() - state.elapsed_seconds
+        deadline = started + opt.max_minutes * 60 if opt.max_minutes else None
+        stop_reason = f"reached {opt.epochs} epochs"
+        while state.epoch <= opt.epochs:
+            rng = np.random.default_rng([opt.seed, state.epoch])
+            batches = bucketed_batches(self.train_data.lengths, opt.batch_size, rng)
+            progress.epoch_start(state.epoch, len(batches))
+            model.train()
+            out_of_time = False
+            for ids in batches[state.batches_done :]:
+                loss, tokens, seconds = self.step(ids)
+                state.epoch_seconds += seconds
+                state.epoch_loss += loss * len(ids)
+                state.epoch_tokens += tokens
+                state.batches_done += 1
+                state.steps += 1
+                progress.batch_end(loss, tokens)
+                if self.checkpoint_every and state.steps % self.checkpoint_every == 0:
+                    state.elapsed_seconds = time.perf_counter() - started
+                    self.save_checkpoint()
+                if deadline is not None and time.perf_counter() > deadline:
+                    out_of_time = True
+                    break
+            record = self.end_epoch(started)
+            progress.epoch_end(record)
+            if out_of_time:
+                stop_reason = f"reached the time limit of {opt.max_minutes} minutes"
                 break
-        train_seconds += epoch_seconds
-        train_tokens += epoch_tokens
+            if state.since_best >= opt.early_stopping_patience:
+                stop_reason = f"no dev improvement for {state.since_best} epochs"
+                break
+            if state.since_best and state.since_best % opt.anneal_patience == 0:
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= opt.anneal_factor
+                if self.optimizer.param_groups[0]["lr"] < opt.min_learning_rate:
+                    stop_reason = "learning rate annealed below the minimum"
+                    break
+            state.elapsed_seconds = time.perf_counter() - started
+            self.save_checkpoint()
+        return self.finish(stop_reason)
+
+    def step(self, ids: np.ndarray) -> tuple[float, int, float]:
+        """One optimizer step on one batch: (mean loss per sentence, tokens, seconds)."""
+        started = time.perf_counter()
+        model, opt = self.tagger.model, self.config.training
+        batch = self.train_data.batch(ids)
+        loss = model.loss(batch) / len(ids)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad_norm)
+        self.optimizer.step()
+        return loss.item(), batch.num_tokens, time.perf_counter() - started
+
+    def end_epoch(self, started: float) -> EpochRecord:
+        """Evaluate on dev, keep the best weights, log; then reset the epoch counters."""
+        state = self.state
+        state.train_seconds += state.epoch_seconds
+        state.train_tokens += state.epoch_tokens
         record = EpochRecord(
-            epoch=epoch,
+            epoch=state.epoch,
             minutes=0.0,
-            train_loss=epoch_loss / max(len(train_data), 1),
-            learning_rate=optimizer.param_groups[0]["lr"],
-            train_tokens_per_s=epoch_tokens / max(epoch_seconds, 1e-9),
+            train_loss=state.epoch_loss / max(len(self.train_data), 1),
+            learning_rate=self.optimizer.param_groups[0]["lr"],
+            train_tokens_per_s=state.epoch_tokens / max(state.epoch_seconds, 1e-9),
         )
         improved = True
-        if dev_corpus is not None and dev_data is not None:
-            metrics = evaluate_encoded(tagger, dev_data, dev_corpus)
-            micro = metrics.micro
+        if self.dev_corpus is not None and self.dev_data is not None:
+            metrics = evaluate_encoded(self.tagger, self.dev_data, self.dev_corpus)
             record.dev = {
-                "precision": float(micro.precision),
-                "recall": float(micro.recall),
-                "f1": float(micro.f1),
+                "precision": float(metrics.micro.precision),
+                "recall": float(metrics.micro.recall),
+                "f1": float(metrics.micro.f1),
                 "accuracy": float(metrics.accuracy),
             }
-            improved = record.dev["f1"] > best_f1
+            improved = record.dev["f1"] > state.best_f1
             if improved:
-                best_f1 = record.dev["f1"]
-                tagger.metadata["metrics"] = {"dev": metrics.to_dict(), "epoch": epoch}
+                state.best_f1 = record.dev["f1"]
+                self.tagger.metadata["metrics"] = {"dev": metrics.to_dict(), "epoch": state.epoch}
         if improved:
-            best_epoch, best_state, since_best = epoch, _snapshot(model), 0
+            state.best_epoch, state.since_best = state.epoch, 0
+            self.best_state = _snapshot(self.tagger.model)
         else:
-            since_best += 1
+            state.since_best += 1
         record.best = improved
         record.minutes = (time.perf_counter() - started) / 60
-        history.append(record)
-        if log:
-            log.write(asdict(record))
-        progress.epoch_end(record)
-        if out_of_time:
-            stop_reason = f"reached the time limit of {opt.max_minutes} minutes"
-            break
-        if since_best >= opt.early_stopping_patience:
-            stop_reason = f"no dev improvement for {since_best} epochs"
-            break
-        if since_best and since_best % opt.anneal_patience == 0:
-            for group in optimizer.param_groups:
-                group["lr"] *= opt.anneal_factor
-            if optimizer.param_groups[0]["lr"] < opt.min_learning_rate:
-                stop_reason = "learning rate annealed below the minimum"
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    logger.info("stopped: %s; best epoch %d", stop_reason, best_epoch)
-    tagger.metadata["training"]["result"] = {
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "stop_reason": stop_reason,
-        "train_seconds": train_seconds,
-        "train_tokens": train_tokens,
-    }
-    if out:
-        tagger.save(out)
-        plot_curve(history, _sibling(out, ".curve.png"))
-    return TrainResult(tagger, history, best_epoch, train_seconds, train_tokens, stop_reason)
+        state.history.append(asdict(record))
+        if self.log:
+            self.log.write(asdict(record))
+        state.epoch += 1
+        state.batches_done = 0
+        state.epoch_loss, state.epoch_tokens, state.epoch_seconds = 0.0, 0, 0.0
+        return record
 
-
-def read_corpora(config: TrainConfig) -> tuple[Corpus, Corpus | None]:
-    d = config.data
-    if not d.train:
-        raise ValueError("no training file: set [data] train or pass --train")
-    fmt = ColumnFormat(d.token_column, d.tag_column, d.separator, d.token_prefix)
-    return load_corpus(d.train, fmt), (load_corpus(d.dev, fmt) if d.dev else None)
-
-
-def build_vocabularies(
-    corpus: Corpus, scheme: TagScheme, config: TrainConfig
-) -> tuple[Encoder, BiLSTMConfig]:
-    """Vocabularies and label set from the training corpus, and the model config sized to them."""
-    lowercase = bool(config.model.get("lowercase_words", True))
-    words: Counter[str] = Counter()
-    chars: Counter[str] = Counter()
-    types: set[str] = set()
-    for sentence in corpus.sentences:
-        for token in sentence.tokens:
-            words[normalise_word(token, lowercase)] += 1
-            chars.update(token)
-        types.update(t for _, t in map(split_tag, sentence.tags or []) if t)
-    labels = label_set(sorted(types), scheme)
-    encoder = Encoder(
-        Vocabulary.from_counts(words, config.data.min_word_count),
-        Vocabulary.from_counts(chars),
-        labels,
-        lowercase,
-    )
-    model_config = BiLSTMConfig(
-        num_words=len(encoder.words),
-        num_chars=len(encoder.chars),
-        num_labels=len(labels),
-        **config.model,
-    )
-    return encoder, model_config
-
-
-def label_set(types: list[str], scheme: TagScheme) -> list[str]:
-    """Every label the scheme can produce for these entity types, "O" first."""
-    prefixes = {
-        TagScheme.IOB1: "BI",
-        TagScheme.IOB2: "BI",
-        TagScheme.BIOES: "BIES",
-        TagScheme.BILOU: "BILU",
-    }[scheme]
-    return ["O"] + [f"{p}-{t}" for t in types for p in prefixes]
-
-
-def build_optimizer(
-    model: torch.nn.Module, name: str, lr: float, weight_decay: float, momentum: float
-) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if name == "adamw":
-        # fused: one pass over each parameter instead of several (Adam was 20% of a CPU step)
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose 'adamw' or 'sgd'")
+    def finish(self, stop_reason: str) -> TrainResult:
+        state, tagger = self.state, self.tagger
+        tagger.model.load_state_dict(self.best_state)
+        tagger.model.eval()
+        logger.info("stopped: %s; best epoch %d", stop_reason, state.best_epoch)
+        tagger.metadata["training"]["result"] = {
+            "best_epoch": state.best_epoch,
+            "epochs_run": len(state.history),
+            "stop_reason": stop_reason,
+            "train_seconds": state.train_seconds,
+            "train_tokens": state.train_tokens,
+        }
+        history = [EpochRecord(**record) for record in state.history]
+        if self.out:
+            tagger.save(self.out)
+            plot_curve(history, _sibling(self.out, ".curve.png"))
+        return TrainResult(
+            tagger, history, state.best_epoch, state.train_seconds, state.train_tokens, stop_reason
+        )
 
 
 def evaluate_encoded(tagger: Tagger, data: EncodedSentences, corpus: Corpus) -> Metrics:
@@ -310,17 +377,3 @@ def _sibling(path: str | Path, suffix: str) -> Path:
     """``model.tagsure`` -> ``model.metrics.jsonl`` beside it."""
     path = Path(path)
     return path.with_name(path.name.removesuffix(path.suffix) + suffix)
-
-
-ProgressFactory = Callable[[], Progress]
-__all__ = ["EpochRecord", "LoggingProgress", "Progress", "TrainResult", "train", "read_corpora"]
-
-
-def summary(result: TrainResult) -> dict[str, Any]:
-    best = next((r for r in result.history if r.epoch == result.best_epoch), None)
-    return {
-        "best_epoch": result.best_epoch,
-        "best_dev": best.dev if best else {},
-        "train_tokens_per_s": result.train_tokens / max(result.train_seconds, 1e-9),
-        "stop_reason": result.stop_reason,
-    }
