@@ -126,3 +126,39 @@ def test_not_a_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         err == f"tagsure: error: {fake}: 5 bytes is too short to be a model file "
         "(truncated or empty)\n"
     )
+
+
+def test_load_weights_from_a_dataparallel_checkpoint(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from tagsure.storage.model_file import read_model_file
+
+    _, tensors = read_model_file(tiny_model)
+    tensors.pop("fingerprint.emissions")
+    wrapped = {f"module.{k}": v for k, v in tensors.items()}
+    torch.save({"state_dict": wrapped, "epoch": 3}, tmp_path / "dp.pt")
+    out = tmp_path / "loaded.tagsure"
+    code, stdout, err = run(
+        ["load-weights", str(tiny_model), str(tmp_path / "dp.pt"), "--out", str(out)], capsys
+    )
+    assert code == 0, err
+    assert "module." in stdout
+    _, loaded = read_model_file(out)
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+
+    del wrapped["module.emission.weight"]
+    torch.save(wrapped, tmp_path / "headless.pt")
+    code, _, err = run(
+        [
+            "load-weights",
+            str(tiny_model),
+            str(tmp_path / "headless.pt"),
+            "--out",
+            str(tmp_path / "no.tagsure"),
+        ],
+        capsys,
+    )
+    assert code == 1 and "emission.weight" in err
+    assert not (tmp_path / "no.tagsure").exists()

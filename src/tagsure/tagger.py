@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,7 +27,16 @@ from tagsure.data.text import Token, split_sentences
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.models.bilstm_crf import BiLSTMTagger
 
+T = TypeVar("T")
 PREDICT_BATCH_SIZE = 256
+EVALUATE_CHUNK = 4096  # sentences encoded at a time when streaming a corpus
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 @dataclass
@@ -175,15 +185,21 @@ class Tagger:
             results.append(prediction)
         return results
 
-    def evaluate(self, corpus: Corpus | Sequence[Sentence]) -> Metrics:
-        """Entity-level metrics on a tagged corpus, counted as conlleval counts them."""
-        sentences = corpus.sentences if isinstance(corpus, Corpus) else list(corpus)
-        if any(s.tags is None for s in sentences):
-            raise ValueError("evaluation needs a tag column in the corpus")
-        predicted, _ = self.tag([s.tokens for s in sentences])
+    def evaluate(self, corpus: Corpus | Iterable[Sentence]) -> Metrics:
+        """Entity-level metrics on tagged sentences, counted as conlleval counts them.
+
+        Accepts a :class:`Corpus` or any iterable of sentences, such as the generator
+        :func:`tagsure.read_conll` returns; it is consumed in chunks, so a large file is
+        never held in memory.
+        """
+        sentences = corpus.sentences if isinstance(corpus, Corpus) else corpus
         accumulator = MetricsAccumulator()
-        for sentence, tags in zip(sentences, predicted, strict=True):
-            accumulator.add(sentence.tags or [], tags)
+        for chunk in chunked(sentences, EVALUATE_CHUNK):
+            if any(s.tags is None for s in chunk):
+                raise ValueError("evaluation needs a tag column in the corpus")
+            predicted, _ = self.tag([s.tokens for s in chunk])
+            for sentence, tags in zip(chunk, predicted, strict=True):
+                accumulator.add(sentence.tags or [], tags)
         return accumulator.result()
 
     # -- storage ------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TextIO
@@ -13,13 +14,15 @@ from typing import TextIO
 from tagsure.cli.progress import TqdmProgress
 from tagsure.data.conll import ColumnFormat, Sentence, load_corpus, read_conll
 from tagsure.data.schemes import split_tag
-from tagsure.storage.model_file import atomic_write_bytes, load_tagger
-from tagsure.tagger import Tagger
+from tagsure.storage.atomic import atomic_writer
+from tagsure.storage.model_file import load_tagger
+from tagsure.tagger import Tagger, chunked
 from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
+PREDICT_CHUNK = 2048  # sentences or lines tagged at a time, so large inputs stream
 DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
 
 
@@ -65,7 +68,7 @@ def train(
 
 def evaluate(model: Path, data: Path, as_json: bool) -> None:
     tagger = load_tagger(model)
-    metrics = tagger.evaluate(load_corpus(data))
+    metrics = tagger.evaluate(read_conll(data))  # streamed: memory does not grow with the file
     print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
 
 
@@ -73,35 +76,44 @@ def predict(
     model: Path, data: Path, output_format: str, input_format: str, out: Path | None
 ) -> None:
     tagger = load_tagger(model)
-    text = sys.stdin.read() if str(data) == "-" else None
-    kind = input_format if input_format != "auto" else sniff_format(data, text)
+    if str(data) == "-":  # the reader and the sniffer want a file; spool standard input
+        with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as spool:
+            spool.write(sys.stdin.buffer.read())
+        data = Path(spool.name)
+    kind = input_format if input_format != "auto" else sniff_format(data)
     if kind not in ("conll", "text"):
         raise CommandFailed(f"unknown input format {input_format!r}; use auto, conll or text", 2)
     output_format = output_format or ("conll" if kind == "conll" else "jsonl")
     if output_format not in ("conll", "jsonl"):
         raise CommandFailed(f"unknown output format {output_format!r}; use conll or jsonl", 2)
-    buffer = io.StringIO()
-    if kind == "conll":
-        write_conll_predictions(tagger, conll_sentences(data, text), output_format, buffer)
-    else:
-        lines = (text if text is not None else data.read_text(encoding="utf-8")).splitlines()
-        write_text_predictions(tagger, lines, output_format, buffer)
-    if out:
-        atomic_write_bytes(out, buffer.getvalue().encode("utf-8"))
-    else:
-        sys.stdout.write(buffer.getvalue())
+    with atomic_writer(out, "w") if out else contextlib.nullcontext(sys.stdout) as handle:
+        if kind == "conll":
+            first = next((line for line in _head(data) if line.strip()), "")
+            fmt = ColumnFormat(tag_column=None) if len(first.split()) == 1 else ColumnFormat()
+            for chunk in chunked(read_conll(data, fmt), PREDICT_CHUNK):
+                write_conll_predictions(tagger, chunk, output_format, handle)
+        else:
+            with open(data, encoding="utf-8-sig") as lines:
+                for chunk in chunked((line.rstrip("\r\n") for line in lines), PREDICT_CHUNK):
+                    write_text_predictions(tagger, chunk, output_format, handle)
 
 
-def sniff_format(path: Path, text: str | None) -> str:
+def _head(path: Path, size: int = 65536) -> list[str]:
+    """The first lines of a file (up to ``size`` bytes), for sniffing its layout."""
+    with open(path, "rb") as handle:
+        return handle.read(size).decode("utf-8-sig", errors="replace").splitlines()
+
+
+def sniff_format(path: Path) -> str:
     """CoNLL when the first lines are columns ending in a tag or one token each, else text."""
-    source = text if text is not None else path.read_text(encoding="utf-8-sig", errors="replace")
-    lines = [line.split() for line in source.splitlines()[:200] if line.strip()]
+    head = _head(path)
+    lines = [line.split() for line in head[:200] if line.strip()]
     lines = [fields for fields in lines if fields[0] != "-DOCSTART-"][:50]
     if not lines:
         return "text"
     widths = {len(fields) for fields in lines}
     if widths == {1}:
-        return "conll" if "\n\n" in source.replace("\r\n", "\n") else "text"
+        return "conll" if any(not line.strip() for line in head) else "text"
     if len(widths) != 1:
         return "text"
     try:
@@ -110,18 +122,6 @@ def sniff_format(path: Path, text: str | None) -> str:
     except ValueError:
         return "text"
     return "conll"
-
-
-def conll_sentences(path: Path, text: str | None) -> list[Sentence]:
-    if text is not None:  # standard input: the reader wants a file
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
-            handle.write(text)
-        path = Path(handle.name)
-    first = next(line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
-    fmt = ColumnFormat(tag_column=None) if len(first.split()) == 1 else ColumnFormat()
-    return list(read_conll(path, fmt))
 
 
 def write_conll_predictions(

@@ -10,14 +10,12 @@ the target only when complete, so a killed process never leaves half a model und
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import platform
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +29,7 @@ from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowe
 from tagsure.data.vocab import Vocabulary
 from tagsure.models.bilstm_crf import ARCHITECTURE, BiLSTMConfig, BiLSTMTagger
 from tagsure.storage import fingerprint
+from tagsure.storage.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from tagsure.tagger import Tagger
@@ -233,26 +232,3 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
             tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
         )
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either the old file or the complete new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

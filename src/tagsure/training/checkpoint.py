@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from tagsure.storage.model_file import atomic_write_bytes, read_safetensors_header
+from tagsure.storage.atomic import atomic_write_bytes
+from tagsure.storage.model_file import read_safetensors_header
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 _KEY = "tagsure_checkpoint"

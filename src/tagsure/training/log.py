@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagsure.storage.model_file import atomic_write_bytes
+from tagsure.storage.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from tagsure.training.trainer import EpochRecord

@@ -1,0 +1,55 @@
+"""Atomic file writes: the target is either the old file or the complete new one, never half.
+
+Everything tagsure writes (models, checkpoints, curves, predictions) goes through here: data
+goes to a temporary file in the target's folder, is flushed to disk, and is renamed over the
+target, which POSIX makes atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
+    """A file handle whose content replaces ``path`` only if the ``with`` block succeeds.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+        >>> with atomic_writer(target, "w") as handle:
+        ...     _ = handle.write("complete")
+        >>> target.read_text()
+        'complete'
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either the old file or the complete new one."""
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
