@@ -37,9 +37,10 @@ import _common as common
 
 # The guard goes in before flair (and through it transformers/huggingface_hub) is imported.
 common.install_network_guard()
-# Read by OpenMP when torch loads. With the default (active spin-waiting), 2 torch threads on a
-# 2-core machine where anything else is running were measured 10x slower than 1 thread (47 vs
-# 616 tokens/s); PASSIVE gave 567. Override from the environment to measure the default.
+# OMP_WAIT_POLICY is left to the caller (conll03.py runs every contestant with the same one).
+# With the default (spin-waiting), 2 torch threads on a 2-core machine where anything else runs
+# were measured 10x slower than 1 thread (47 vs 616 tokens/s); PASSIVE gave 567. Benchmark on
+# an otherwise idle machine.
 
 import flair  # noqa: E402
 import torch  # noqa: E402

@@ -17,7 +17,7 @@ from tagsure.data.schemes import TagScheme
 from tagsure.evaluation.metrics import Metrics
 from tagsure.tagger import Entity, Prediction, Tagger
 from tagsure.training.config import TrainConfig
-from tagsure.training.trainer import TrainResult, train
+from tagsure.training.trainer import TrainResult, resume, train
 
 __all__ = [
     "ColumnFormat",
@@ -33,5 +33,6 @@ __all__ = [
     "__version__",
     "load_corpus",
     "read_conll",
+    "resume",
     "train",
 ]

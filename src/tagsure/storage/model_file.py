@@ -28,7 +28,7 @@ from tagsure.data.batching import Encoder
 from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowed_transitions
 from tagsure.data.vocab import Vocabulary
 from tagsure.models.bilstm_crf import ARCHITECTURE, BiLSTMConfig, BiLSTMTagger
-from tagsure.storage import fingerprint
+from tagsure.storage import checkpoints, fingerprint
 from tagsure.storage.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -187,39 +187,19 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
 
 
 def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check a safetensors header, with a clear error for truncated or foreign files."""
+    """Parse and check a safetensors header; truncated or foreign files get a clear error."""
     try:
-        size = os.path.getsize(path)
         with open(path, "rb") as handle:
             prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise ModelFileError(
-                    f"{path}: {size} bytes is too short to be a model file (truncated or empty)"
-                )
-            (length,) = struct.unpack("<Q", prefix)
-            if length > _MAX_HEADER_BYTES or length > size - 8:
-                if length > _MAX_HEADER_BYTES:
-                    raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
-                raise ModelFileError(
-                    f"{path}: truncated: the header alone needs {length + 8} "
-                    f"bytes but the file has {size}"
-                )
-            header = json.loads(handle.read(length))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise ModelFileError(f"{path}: no such file") from None
-        raise ModelFileError(f"{path}: not a safetensors/tagsure model file ({err})") from None
-    if not isinstance(header, dict):
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    # Text or another binary format read as a header length gives an absurd number.
+    if len(prefix) == 8 and struct.unpack("<Q", prefix)[0] > _MAX_HEADER_BYTES:
         raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
-    data_end = max(
-        (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
-    )
-    if 8 + length + data_end > size:
-        raise ModelFileError(
-            f"{path}: truncated: the weights need {8 + length + data_end} bytes "
-            f"but the file has {size}; the copy or download was cut short"
-        )
-    return header
+    try:
+        return checkpoints.read_safetensors_header(path)
+    except checkpoints.CheckpointError as err:
+        raise ModelFileError(str(err)) from None
 
 
 def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
