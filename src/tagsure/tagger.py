@@ -113,6 +113,7 @@ class Tagger:
         data = self.encoder.encode(sentences)
         return self._tag_encoded(data, with_scores)
 
+    @torch.no_grad()
     def _tag_encoded(
         self, data: EncodedSentences, with_scores: bool = False
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:

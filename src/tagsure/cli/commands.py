@@ -64,6 +64,8 @@ def train(
         )
     best = next(r for r in result.history if r.epoch == result.best_epoch)
     print(f"stopped: {result.stop_reason}; best epoch {result.best_epoch}: {format_record(best)}")
+    if resume_dir is None:
+        print(f"saved {out} (with {out.stem}.metrics.jsonl and {out.stem}.curve.png beside it)")
 
 
 def evaluate(model: Path, data: Path, as_json: bool) -> None:
