@@ -118,7 +118,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo model and its logs.")] = Path(
         "demo-output"
     ),
-    max_minutes: Annotated[float, typer.Option(help="Training time budget.")] = 1.5,
+    max_minutes: Annotated[float, typer.Option(help="Training time budget.")] = 1.0,
 ) -> None:
     """Train on the bundled WikiANN sample, save, reload in a new process, compare, tag text."""
     commands.demo(out, max_minutes)
