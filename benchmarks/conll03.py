@@ -37,6 +37,14 @@ json.dump({"tags": tags, "f1": tagger.evaluate(corpus).micro.f1}, open(sys.argv[
 """
 
 
+def reload_in_fresh_process(model_path: Path, dev_path: Path, out: Path) -> dict:
+    """Load the model in a new interpreter and tag dev: ``{"tags": [...], "f1": ...}``."""
+    subprocess.run(
+        [sys.executable, "-c", RELOAD_SCRIPT, str(model_path), str(dev_path), str(out)], check=True
+    )
+    return json.loads(out.read_text())
+
+
 def run_tagsure(args: argparse.Namespace) -> dict:
     """Train, time prediction, reload in a fresh process; runs inside its own process."""
     import torch
@@ -64,12 +72,7 @@ def run_tagsure(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         in_memory, _ = tagger.tag(sentences)
         timings.append(time.perf_counter() - started)
-    reload_json = work / "reloaded.json"
-    subprocess.run(
-        [sys.executable, "-c", RELOAD_SCRIPT, str(model_path), str(dev_path), str(reload_json)],
-        check=True,
-    )
-    reloaded = json.loads(reload_json.read_text())
+    reloaded = reload_in_fresh_process(model_path, dev_path, work / "reloaded.json")
     best = next(r for r in result.history if r.epoch == result.best_epoch)
     return {
         "name": "tagsure",

@@ -14,16 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conll03 import DATA, PEERS_PYTHON, REPO, RESULTS
-
-RELOAD_SCRIPT = """
-import json, sys
-from tagsure import Tagger, load_corpus
-tagger = Tagger.load(sys.argv[1])
-corpus = load_corpus(sys.argv[2])
-tags, _ = tagger.tag([s.tokens for s in corpus.sentences])
-json.dump({"tags": tags, "f1": tagger.evaluate(corpus).micro.f1}, open(sys.argv[3], "w"))
-"""
+from conll03 import DATA, PEERS_PYTHON, REPO, RESULTS, reload_in_fresh_process
 
 
 def run_tagsure(train_path: Path, dev_path: Path, work: Path, epochs: int) -> dict:
@@ -39,11 +30,7 @@ def run_tagsure(train_path: Path, dev_path: Path, work: Path, epochs: int) -> di
     tagger = train(config, out=model_path).tagger
     dev = load_corpus(dev_path)
     in_memory_tags, _ = tagger.tag([s.tokens for s in dev.sentences])
-    out = work / "tagsure" / "reloaded.json"
-    subprocess.run(
-        [sys.executable, "-c", RELOAD_SCRIPT, str(model_path), str(dev_path), str(out)], check=True
-    )
-    reloaded = json.loads(out.read_text())
+    reloaded = reload_in_fresh_process(model_path, dev_path, work / "tagsure" / "reloaded.json")
     return {
         "f1_in_memory": tagger.evaluate(dev).micro.f1,
         "f1_after_reload": reloaded["f1"],

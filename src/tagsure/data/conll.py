@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tagsure.data.schemes import TagScheme, detect_scheme, split_tag
@@ -69,7 +69,6 @@ class Corpus:
     sentences: list[Sentence]
     scheme: TagScheme | None
     path: str = ""
-    labels: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.sentences)
@@ -200,5 +199,4 @@ def load_corpus(path: str | os.PathLike[str], fmt: ColumnFormat | None = None) -
     sentences = list(read_conll(path, fmt))
     tagged = [s.tags for s in sentences if s.tags is not None]
     scheme = detect_scheme(tagged) if tagged else None
-    labels = sorted({t for tags in tagged for t in tags})
-    return Corpus(sentences, scheme, str(Path(path)), labels)
+    return Corpus(sentences, scheme, str(Path(path)))
