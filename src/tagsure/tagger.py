@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from tagsure.data.batching import EncodedSentences, Encoder, bucketed_batches
+from tagsure.data.batching import bucketed_batches
 from tagsure.data.conll import Corpus, Sentence
 from tagsure.data.schemes import TagScheme, convert, to_spans
 from tagsure.data.text import Token, split_sentences
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
-from tagsure.models.bilstm_crf import BiLSTMTagger
+from tagsure.models.registry import TaggerNetwork
 
 T = TypeVar("T")
 PREDICT_BATCH_SIZE = 256
@@ -69,8 +69,8 @@ class Tagger:
 
     def __init__(
         self,
-        model: BiLSTMTagger,
-        encoder: Encoder,
+        model: TaggerNetwork,
+        encoder: Any,  # the architecture's input encoder: Encoder, or a subword encoder
         model_scheme: TagScheme,
         output_scheme: TagScheme,
         metadata: dict[str, Any] | None = None,
@@ -115,7 +115,7 @@ class Tagger:
 
     @torch.no_grad()
     def _tag_encoded(
-        self, data: EncodedSentences, with_scores: bool = False
+        self, data: Any, with_scores: bool = False
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         self.model.eval()
         labels = self.encoder.labels

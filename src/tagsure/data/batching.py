@@ -7,14 +7,19 @@ character encoder over its unique types only, not over every token.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tagsure.data.features import casing_class, normalise_word
 from tagsure.data.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from tagsure.data.conll import Corpus
 
 MAX_WORD_CHARS = 30  # longer tokens (URLs, chemical names) keep their first 30 characters
 
@@ -46,6 +51,24 @@ class Encoder:
         self.labels = list(labels)
         self.label_index = {label: i for i, label in enumerate(self.labels)}
         self.lowercase = lowercase
+
+    @classmethod
+    def from_corpus(
+        cls, corpus: Corpus, labels: Sequence[str], lowercase: bool = True, min_word_count: int = 1
+    ) -> Encoder:
+        """Word and character vocabularies of a training corpus."""
+        words: Counter[str] = Counter()
+        chars: Counter[str] = Counter()
+        for sentence in corpus.sentences:
+            for token in sentence.tokens:
+                words[normalise_word(token, lowercase)] += 1
+                chars.update(token)
+        return cls(
+            Vocabulary.from_counts(words, min_word_count),
+            Vocabulary.from_counts(chars),
+            labels,
+            lowercase,
+        )
 
     def encode(
         self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None

@@ -8,20 +8,27 @@ reloaded model can never come back with a head of another size.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tagsure.data.batching import Batch
+from tagsure.data.batching import Batch, Encoder
 from tagsure.data.features import CASING_CLASSES
 from tagsure.encoders.bilstm import BiLSTMEncoder
 from tagsure.encoders.chars import build_char_encoder
-from tagsure.encoders.words import LockedDropout, WordDropout
+from tagsure.encoders.words import LockedDropout, WordDropout, read_word_vectors
 from tagsure.heads.crf import CRF
 from tagsure.heads.softmax import Softmax
 
+if TYPE_CHECKING:
+    from tagsure.data.conll import Corpus
+    from tagsure.data.schemes import TagScheme
+    from tagsure.models.registry import Constraints
+    from tagsure.training.config import TrainConfig
+
 ARCHITECTURE = "tagsure.BiLSTMCRF.v1"
+DATA_DERIVED = ("num_words", "num_chars", "num_labels")
 
 
 @dataclass
@@ -51,6 +58,10 @@ class BiLSTMConfig:
         if unknown:
             raise ValueError(f"unknown BiLSTM settings {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+    @classmethod
+    def user_settings(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name not in DATA_DERIVED]
 
 
 class BiLSTMTagger(nn.Module):
@@ -102,3 +113,33 @@ class BiLSTMTagger(nn.Module):
 
     def decode(self, batch: Batch) -> torch.Tensor:
         return self.head.decode(self.emissions(batch), batch.mask)
+
+
+def build(config: BiLSTMConfig, constraints: Constraints) -> BiLSTMTagger:
+    return BiLSTMTagger(config, constraints.transitions, constraints.starts, constraints.ends)
+
+
+def prepare(
+    config: TrainConfig, corpus: Corpus, labels: list[str], scheme: TagScheme
+) -> tuple[Encoder, BiLSTMTagger]:
+    """Vocabularies from the training corpus and a network sized to them (and word vectors)."""
+    from tagsure.models.registry import Constraints
+
+    settings = {k: v for k, v in config.model.items() if k != "architecture"}
+    encoder = Encoder.from_corpus(
+        corpus, labels, bool(settings.get("lowercase_words", True)), config.data.min_word_count
+    )
+    model_config = BiLSTMConfig(
+        num_words=len(encoder.words),
+        num_chars=len(encoder.chars),
+        num_labels=len(labels),
+        **settings,
+    )
+    model = build(model_config, Constraints.of(labels, scheme))
+    if config.data.word_vectors:
+        vectors, _ = read_word_vectors(
+            config.data.word_vectors, encoder.words, model_config.word_dim, encoder.lowercase
+        )
+        with torch.no_grad():
+            model.words.weight.copy_(vectors)
+    return encoder, model

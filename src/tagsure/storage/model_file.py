@@ -24,10 +24,8 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from tagsure.data.batching import Encoder
-from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowed_transitions
-from tagsure.data.vocab import Vocabulary
-from tagsure.models.bilstm_crf import ARCHITECTURE, BiLSTMConfig, BiLSTMTagger
+from tagsure.data.schemes import TagScheme
+from tagsure.models import registry
 from tagsure.storage import checkpoints, fingerprint
 from tagsure.storage.atomic import atomic_write_bytes
 
@@ -64,14 +62,15 @@ def describe(tagger: Tagger) -> dict[str, Any]:
     """The JSON document stored beside the weights (without the weights digest)."""
     from tagsure import __version__
 
+    architecture = registry.architecture_of(tagger.model)
     return {
         "format_version": FORMAT_VERSION,
-        "architecture": ARCHITECTURE,
+        "architecture": architecture.name,
         "model_config": tagger.model.config.to_dict(),
         "labels": tagger.labels,
         "tag_scheme": tagger.model_scheme.value,
         "output_scheme": tagger.output_scheme.value,
-        "vocabularies": {"words": tagger.encoder.words.items, "chars": tagger.encoder.chars.items},
+        **architecture.encoder_to_document(tagger.encoder),
         "training": tagger.metadata.get("training", {}),
         "metrics": tagger.metadata.get("metrics", {}),
         "versions": {
@@ -110,13 +109,14 @@ def tagger_from_document(
     """The tagger a model document describes, with ``tensors`` as its exact weights."""
     from tagsure.tagger import Tagger
 
-    architecture = document.get("architecture")
-    if architecture != ARCHITECTURE:
+    name = document.get("architecture")
+    architecture = registry.by_name(str(name))
+    if architecture is None:
+        known = [registry.by_kind(kind).name for kind in registry.kinds()]
         raise ModelFileError(
-            f"{source}: unknown architecture {architecture!r}; this tagsure "
-            f"reads {ARCHITECTURE!r}. Upgrade tagsure."
+            f"{source}: unknown architecture {name!r}; this tagsure reads {known}. Upgrade tagsure."
         )
-    config = BiLSTMConfig.from_dict(document["model_config"])
+    config = architecture.config_from_dict(document["model_config"])
     labels = document["labels"]
     if len(labels) != config.num_labels:
         raise ModelFileError(
@@ -124,29 +124,13 @@ def tagger_from_document(
             f"{config.num_labels} outputs; the file is inconsistent"
         )
     model_scheme = TagScheme(document["tag_scheme"])
-    model = build_model(config, labels, model_scheme)
+    model = architecture.build(config, registry.Constraints.of(labels, model_scheme))
     # strict=True: every tensor of the network must come from the file, and nothing else.
     model.load_state_dict(tensors, strict=True)
     model.eval()
-    vocabularies = document["vocabularies"]
-    encoder = Encoder(
-        Vocabulary(vocabularies["words"]),
-        Vocabulary(vocabularies["chars"]),
-        labels,
-        config.lowercase_words,
-    )
+    encoder = architecture.encoder_from_document(document, config, labels)
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
     return Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
-
-
-def build_model(config: BiLSTMConfig, labels: list[str], scheme: TagScheme) -> BiLSTMTagger:
-    """The network for ``config``, with CRF constraints derived from the labels' scheme."""
-    return BiLSTMTagger(
-        config,
-        allowed_transitions(labels, scheme),
-        allowed_starts(labels, scheme),
-        allowed_ends(labels, scheme),
-    )
 
 
 def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

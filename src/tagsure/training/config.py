@@ -6,7 +6,8 @@ Example ``tagger.toml``::
     train = "train.txt"
     dev = "dev.txt"
 
-    [model]            # any field of tagsure.models.bilstm_crf.BiLSTMConfig
+    [model]            # an architecture and any setting of its config dataclass
+    architecture = "bilstm"
     hidden_size = 256
     head = "crf"
 
@@ -23,11 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tagsure.models.bilstm_crf import BiLSTMConfig
-
-# Model settings a user may choose; sizes of vocabularies and label set come from the data.
-_DATA_DERIVED = {"num_words", "num_chars", "num_labels"}
-MODEL_SETTINGS = [f.name for f in fields(BiLSTMConfig) if f.name not in _DATA_DERIVED]
+from tagsure.models import registry
 
 
 @dataclass
@@ -63,13 +60,22 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: dict[str, Any] = field(default_factory=dict)  # overrides of BiLSTMConfig defaults
+    # "architecture" (a registry kind, default "bilstm") and overrides of its config's defaults
+    model: dict[str, Any] = field(default_factory=dict)
     training: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.model) - set(MODEL_SETTINGS))
+        known = registry.by_kind(self.architecture).settings()
+        unknown = sorted(set(self.model) - {"architecture", *known})
         if unknown:
-            raise ValueError(f"unknown [model] settings {unknown}; known: {MODEL_SETTINGS}")
+            raise ValueError(
+                f"unknown [model] settings {unknown} for architecture "
+                f"{self.architecture!r}; known: {known}"
+            )
+
+    @property
+    def architecture(self) -> str:
+        return str(self.model.get("architecture", registry.DEFAULT_KIND))
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from typing import Any
 
 import torch
 
-from tagsure.data.batching import Encoder
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
-from tagsure.data.features import normalise_word
 from tagsure.data.schemes import TagScheme, split_tag
-from tagsure.data.vocab import Vocabulary
-from tagsure.models.bilstm_crf import BiLSTMConfig
+from tagsure.models import registry
 from tagsure.training.config import TrainConfig
 
 
@@ -23,33 +20,14 @@ def read_corpora(config: TrainConfig) -> tuple[Corpus, Corpus | None]:
     return load_corpus(d.train, fmt), (load_corpus(d.dev, fmt) if d.dev else None)
 
 
-def build_vocabularies(
-    corpus: Corpus, scheme: TagScheme, config: TrainConfig
-) -> tuple[Encoder, BiLSTMConfig]:
-    """Vocabularies and label set from the training corpus, and the model config sized to them."""
-    lowercase = bool(config.model.get("lowercase_words", True))
-    words: Counter[str] = Counter()
-    chars: Counter[str] = Counter()
-    types: set[str] = set()
-    for sentence in corpus.sentences:
-        for token in sentence.tokens:
-            words[normalise_word(token, lowercase)] += 1
-            chars.update(token)
-        types.update(t for _, t in map(split_tag, sentence.tags or []) if t)
+def prepare_model(
+    config: TrainConfig, corpus: Corpus, scheme: TagScheme
+) -> tuple[Any, torch.nn.Module]:
+    """The input encoder and the network of the configured architecture, sized to the data."""
+    types = {t for s in corpus.sentences for _, t in map(split_tag, s.tags or []) if t}
     labels = label_set(sorted(types), scheme)
-    encoder = Encoder(
-        Vocabulary.from_counts(words, config.data.min_word_count),
-        Vocabulary.from_counts(chars),
-        labels,
-        lowercase,
-    )
-    model_config = BiLSTMConfig(
-        num_words=len(encoder.words),
-        num_chars=len(encoder.chars),
-        num_labels=len(labels),
-        **config.model,
-    )
-    return encoder, model_config
+    architecture = registry.by_kind(config.architecture)
+    return architecture.prepare(config, corpus, labels, scheme)
 
 
 def label_set(types: list[str], scheme: TagScheme) -> list[str]:

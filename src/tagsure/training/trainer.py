@@ -21,15 +21,14 @@ import torch
 from tagsure.data.batching import EncodedSentences, bucketed_batches
 from tagsure.data.conll import Corpus
 from tagsure.data.schemes import TagScheme, convert
-from tagsure.encoders.words import read_word_vectors
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.storage.fingerprint import choose_probe
-from tagsure.storage.model_file import build_model, describe, tagger_from_document
+from tagsure.storage.model_file import describe, tagger_from_document
 from tagsure.tagger import Tagger
 from tagsure.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tagsure.training.config import TrainConfig
 from tagsure.training.log import MetricsLog, plot_curve
-from tagsure.training.setup import build_optimizer, build_vocabularies, read_corpora
+from tagsure.training.setup import build_optimizer, prepare_model, read_corpora
 
 logger = logging.getLogger(__name__)
 
@@ -132,17 +131,7 @@ def train(
     train_corpus, dev_corpus = corpora or read_corpora(config)
     output_scheme = train_corpus.scheme or TagScheme.IOB2
     model_scheme = TagScheme.parse(config.data.tag_scheme)
-    encoder, model_config = build_vocabularies(train_corpus, model_scheme, config)
-    model = build_model(model_config, encoder.labels, model_scheme)
-    if config.data.word_vectors:
-        vectors, _ = read_word_vectors(
-            config.data.word_vectors,
-            encoder.words,
-            model_config.word_dim,
-            model_config.lowercase_words,
-        )
-        with torch.no_grad():
-            model.words.weight.copy_(vectors)
+    encoder, model = prepare_model(config, train_corpus, model_scheme)
     probe_source = dev_corpus or train_corpus
     metadata = {
         "training": config.to_dict(),
