@@ -109,8 +109,23 @@ def _bilstm() -> Architecture:
     )
 
 
+def _pretrained() -> Architecture:
+    from tagsure.models import pretrained_tagger
+
+    return Architecture(
+        name=pretrained_tagger.ARCHITECTURE,
+        kind="pretrained",
+        config_from_dict=pretrained_tagger.PretrainedConfig.from_dict,
+        build=pretrained_tagger.build,
+        prepare=pretrained_tagger.prepare,
+        encoder_to_document=pretrained_tagger.encoder_to_document,
+        encoder_from_document=pretrained_tagger.encoder_from_document,
+        settings=pretrained_tagger.PretrainedConfig.user_settings,
+    )
+
+
 # kind -> factory; factories import lazily so optional dependencies load only when used.
-_FACTORIES: dict[str, Callable[[], Architecture]] = {"bilstm": _bilstm}
+_FACTORIES: dict[str, Callable[[], Architecture]] = {"bilstm": _bilstm, "pretrained": _pretrained}
 DEFAULT_KIND = "bilstm"
 
 

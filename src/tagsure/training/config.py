@@ -55,6 +55,11 @@ class OptimConfig:
     min_learning_rate: float = 1e-5  # stop when annealing goes below
     early_stopping_patience: int = 8  # epochs without improvement before stopping
     seed: int = 1
+    # Fine-tuning a pretrained transformer (off by default):
+    warmup_fraction: float = 0.0  # > 0: linear warm-up over this share of the planned steps,
+    # then linear decay to zero at the end of `epochs`
+    layer_lr_decay: float = 1.0  # < 1: transformer layer i of L learns at lr * decay ** (L - i)
+    head_learning_rate: float | None = None  # layers above the transformer (head, CRF, chars)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from tagsure.tagger import Tagger
 from tagsure.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tagsure.training.config import TrainConfig
 from tagsure.training.log import MetricsLog, plot_curve
+from tagsure.training.schedule import apply_schedule
 from tagsure.training.setup import build_optimizer, prepare_model, read_corpora
 
 logger = logging.getLogger(__name__)
@@ -196,8 +197,15 @@ class _Run:
         )
         opt = config.training
         self.optimizer = build_optimizer(
-            tagger.model, opt.optimizer, opt.learning_rate, opt.weight_decay, opt.momentum
+            tagger.model,
+            opt.optimizer,
+            opt.learning_rate,
+            opt.weight_decay,
+            opt.momentum,
+            opt.layer_lr_decay,
+            opt.head_learning_rate,
         )
+        self.planned_steps = opt.epochs * -(-len(self.train_data) // opt.batch_size)
         self.state = LoopState()
         self.best_state = _snapshot(tagger.model)
         self.log = MetricsLog(_sibling(self.out, ".metrics.jsonl")) if self.out else None
@@ -269,6 +277,8 @@ class _Run:
             if state.since_best and state.since_best % opt.anneal_patience == 0:
                 for group in self.optimizer.param_groups:
                     group["lr"] *= opt.anneal_factor
+                    if "initial_lr" in group:  # the warm-up schedule's base rate
+                        group["initial_lr"] *= opt.anneal_factor
                 if self.optimizer.param_groups[0]["lr"] < opt.min_learning_rate:
                     stop_reason = "learning rate annealed below the minimum"
                     break
@@ -286,6 +296,8 @@ class _Run:
         loss.backward()
         if opt.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad_norm)
+        if opt.warmup_fraction:
+            apply_schedule(self.optimizer, self.state.steps, self.planned_steps, opt.warmup_fraction)
         self.optimizer.step()
         return loss.item(), batch.num_tokens, time.perf_counter() - started
 
