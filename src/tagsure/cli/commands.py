@@ -281,3 +281,11 @@ def load_weights(
     tagger.save(out)
     print(report.format_table())
     print(f"saved {out}")
+
+
+def import_hf(directory: Path, out: Path) -> None:
+    from tagsure.storage.huggingface import import_hf as convert
+
+    tagger = convert(directory, out)
+    labels = ", ".join(tagger.labels)
+    print(f"saved {out}: {len(tagger.labels)} labels ({labels}), {tagger.model_scheme.value}")

@@ -172,6 +172,18 @@ def load_weights(
     commands.load_weights(model, checkpoint, out, allow_missing or [], ignore_unexpected or [])
 
 
+@app.command("import-hf")
+def import_hf(
+    directory: Annotated[
+        Path,
+        typer.Argument(help="A local Hugging Face token-classification folder (with id2label)."),
+    ],
+    out: Annotated[Path, typer.Argument(help="Where to write the tagsure model file.")],
+) -> None:
+    """Convert a Hugging Face token classifier into a tagsure model with the same predictions."""
+    commands.import_hf(directory, out)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -56,6 +56,8 @@ class SubwordSettings:
     pad_id: int
     unk_id: int  # stands for a word the tokenizer turns into nothing (a lone control character)
     max_length: int  # subwords per window, specials included (the model's position limit)
+    # names of the special tokens (cls_token, pad_token, ...), for a tokenizer_config on export
+    special_tokens: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,8 +81,8 @@ class SubwordEncoder:
         self.labels = list(labels)
         self.label_index = {label: i for i, label in enumerate(self.labels)}
         self.chars = chars
-        self.content_length = settings.max_length - len(settings.prefix_ids) - len(
-            settings.suffix_ids
+        self.content_length = (
+            settings.max_length - len(settings.prefix_ids) - len(settings.suffix_ids)
         )
         if self.content_length < MAX_WORD_PIECES:
             raise ValueError(

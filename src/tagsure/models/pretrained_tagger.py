@@ -68,7 +68,9 @@ class PretrainedConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown pretrained-tagger settings {unknown}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown pretrained-tagger settings {unknown}; known: {sorted(known)}"
+            )
         return cls(**data)
 
     @classmethod
@@ -213,7 +215,8 @@ def subword_settings(
         limit = model_max
     if max_subwords:
         limit = min(limit, max_subwords)
-    return SubwordSettings(list(prefix), list(suffix), pad_id, unk_id, limit)
+    names = {k: v for k, v in special.items() if k.endswith("_token") and isinstance(v, str)}
+    return SubwordSettings(list(prefix), list(suffix), pad_id, unk_id, limit, names)
 
 
 def _special_tokens(directory: Path) -> dict[str, Any]:
@@ -235,7 +238,9 @@ def _token_id(tokenizer: Any, token: Any) -> int | None:
 def load_transformer_weights(model: PretrainedTagger, directory: Path) -> None:
     """The pretrained weights of ``directory`` into the tagger's transformer (strictly)."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a library doesn't draw on the user's terminal
     pretrained = AutoModel.from_pretrained(directory, local_files_only=True)
     state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("pooler.")}
     result = model.encoder.model.load_state_dict(state, strict=False)

@@ -297,7 +297,9 @@ class _Run:
         if opt.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad_norm)
         if opt.warmup_fraction:
-            apply_schedule(self.optimizer, self.state.steps, self.planned_steps, opt.warmup_fraction)
+            apply_schedule(
+                self.optimizer, self.state.steps, self.planned_steps, opt.warmup_fraction
+            )
         self.optimizer.step()
         return loss.item(), batch.num_tokens, time.perf_counter() - started
 
