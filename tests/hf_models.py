@@ -34,8 +34,15 @@ def _texts() -> list[str]:
 
 
 def build_tokenizer(kind: str):  # -> tokenizers.Tokenizer
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     names = SPECIALS[kind]
     specials = [names["pad"], names["unk"], names["cls"], names["sep"], names["mask"]]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from tagsure.data.batching import MAX_WORD_CHARS
 from tagsure.data.vocab import Vocabulary
 
