@@ -102,6 +102,10 @@ class PretrainedTagger(nn.Module):
             features += self.chars.output_dim
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(features, config.num_labels)
+        # As transformers initialises its classifiers: small weights keep the first steps'
+        # gradients from scrambling the pretrained layers.
+        nn.init.normal_(self.emission.weight, std=config.transformer.get("initializer_range", 0.02))
+        nn.init.zeros_(self.emission.bias)
         if config.head == "crf":
             self.head: CRF | Softmax = CRF(
                 config.num_labels, allowed_transitions, allowed_starts, allowed_ends
