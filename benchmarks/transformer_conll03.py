@@ -186,6 +186,7 @@ def tagsure_config(args: argparse.Namespace, best: bool):
         "warmup_fraction": args.warmup,
         "clip_grad_norm": args.clip,
         "seed": args.seed,
+        "loss_average": args.loss_average,
     }
     scheme = "IOB2"
     if best:
@@ -256,7 +257,7 @@ def in_subprocess(part: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--part", part]
     for key in ("workdir", "limit", "threads", "seed", "lr", "head_lr", "batch_size"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    for key in ("weight_decay", "warmup", "clip", "predict_batch_size"):
+    for key in ("weight_decay", "warmup", "clip", "predict_batch_size", "loss_average"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
@@ -290,6 +291,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--predict-batch-size", type=int, default=64)
+    parser.add_argument(
+        "--loss-average",
+        default="sentences",
+        help="tagsure: average the loss over sentences/tokens",
+    )
     parser.add_argument("--out-json", default=str(RESULTS / "transformer_conll03.json"))
     args = parser.parse_args()
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
