@@ -117,11 +117,12 @@ def run_transformers(args: argparse.Namespace) -> dict:
         return torch.tensor([item[key] + [value] * (width - len(item[key])) for item in items])
 
     train_items = [encode(s.tokens, s.tags) for s in train.sentences]
-    steps = -(-len(train_items) // args.batch_size)
+    # --predict-only: no training steps; times prediction alone (its F1 is meaningless)
+    steps = 0 if args.predict_only else -(-len(train_items) // args.batch_size)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=True
     )
-    schedule = get_linear_schedule_with_warmup(optimizer, round(args.warmup * steps), steps)
+    schedule = get_linear_schedule_with_warmup(optimizer, round(args.warmup * steps), max(steps, 1))
     generator = torch.Generator().manual_seed(args.seed)
     model.train()
     started = time.perf_counter()
@@ -141,7 +142,7 @@ def run_transformers(args: argparse.Namespace) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
         schedule.step()
-    train_seconds = time.perf_counter() - started
+    train_seconds = max(time.perf_counter() - started, 1e-9)
     model.eval()
 
     @torch.no_grad()
@@ -186,7 +187,6 @@ def tagsure_config(args: argparse.Namespace, best: bool):
         "warmup_fraction": args.warmup,
         "clip_grad_norm": args.clip,
         "seed": args.seed,
-        "loss_average": args.loss_average,
     }
     scheme = "IOB2"
     if best:
@@ -257,8 +257,10 @@ def in_subprocess(part: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--part", part]
     for key in ("workdir", "limit", "threads", "seed", "lr", "head_lr", "batch_size"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    for key in ("weight_decay", "warmup", "clip", "predict_batch_size", "loss_average"):
+    for key in ("weight_decay", "warmup", "clip", "predict_batch_size"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    if args.predict_only:
+        command.append("--predict-only")
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
 
@@ -292,9 +294,7 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--predict-batch-size", type=int, default=64)
     parser.add_argument(
-        "--loss-average",
-        default="sentences",
-        help="tagsure: average the loss over sentences/tokens",
+        "--predict-only", action="store_true", help="transformers: time prediction, no training"
     )
     parser.add_argument("--out-json", default=str(RESULTS / "transformer_conll03.json"))
     args = parser.parse_args()
@@ -332,7 +332,7 @@ def main() -> None:
         "results": results,
         "ratios": ratios,
     }
-    if not args.limit:
+    if not args.limit and not args.predict_only:
         Path(args.out_json).write_text(json.dumps(document, indent=2))
     print(json.dumps(document["ratios"]))
 

@@ -60,11 +60,6 @@ class OptimConfig:
     # then linear decay to zero at the end of `epochs`
     layer_lr_decay: float = 1.0  # < 1: transformer layer i of L learns at lr * decay ** (L - i)
     head_learning_rate: float | None = None  # layers above the transformer (head, CRF, chars)
-    loss_average: str = "sentences"  # or "tokens": a batch's loss over its tokens (transformers')
-
-    def __post_init__(self) -> None:
-        if self.loss_average not in ("sentences", "tokens"):
-            raise ValueError(f"loss_average is 'sentences' or 'tokens', not {self.loss_average!r}")
 
 
 @dataclass
