@@ -245,6 +245,8 @@ class EncodedSubwords:
         return self._windows[sentence]
 
     def batch(self, sentence_ids: Sequence[int] | np.ndarray) -> SubwordBatch:
+        """The windows of these sentences as one padded (W, S) array, and where each word's
+        subwords sit in it (first, last, all), for the window that owns the word."""
         ids = np.asarray(sentence_ids, dtype=np.int64)
         lengths = self.lengths[ids]
         B, T = len(ids), max(int(lengths.max()), 1)
