@@ -247,12 +247,12 @@ def load_transformer_weights(model: PretrainedTagger, directory: Path) -> None:
     hf_logging.disable_progress_bar()  # a library doesn't draw on the user's terminal
     pretrained = AutoModel.from_pretrained(directory, local_files_only=True)
     state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("pooler.")}
-    result = model.encoder.model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    try:
+        model.encoder.model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
         raise ValueError(
-            f"{directory}: the weights don't fit the transformer its config.json describes "
-            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
-        )
+            f"{directory}: the weights don't fit the transformer its config.json describes: {err}"
+        ) from None
 
 
 def prepare(
