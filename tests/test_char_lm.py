@@ -119,23 +119,32 @@ def train_tiny_lms(folder: Path, text: Path, epochs: int = 1, **settings: int) -
     return paths
 
 
-def test_cached_features_equal_the_ones_computed_per_batch(tmp_path: Path) -> None:
+def bundled_lm_tagger(
+    folder: Path, train: int, dev: int, epochs: int, **model: object
+) -> tuple[TrainConfig, Path, list[Path]]:
+    """Tiny LMs trained on bundled WikiANN text, and a tagger config that stacks them in."""
     corpus = load_corpus(BUNDLED / "wikiann-en-train.txt")
-    text = tmp_path / "text.txt"
-    text.write_text("\n".join(" ".join(s.tokens) for s in corpus.sentences[:1500]))
-    lms = train_tiny_lms(tmp_path, text)
-    train_path = write_conll(tmp_path / "train.txt", corpus.sentences[:200])
+    text = folder / "text.txt"
+    text.write_text("\n".join(" ".join(s.tokens) for s in corpus.sentences[:1000]))
+    lms = train_tiny_lms(folder, text)
+    train_path = write_conll(folder / "train.txt", corpus.sentences[:train])
+    dev_path = write_conll(folder / "dev.txt", corpus.sentences[train : train + dev])
     config = TrainConfig.from_dict(
         {
-            "data": {"train": str(train_path)},
-            "model": {**TINY_MODEL, "char_language_models": [str(p) for p in lms]},
-            "training": {"epochs": 1, "seed": 2},
+            "data": {"train": str(train_path), "dev": str(dev_path)},
+            "model": {**TINY_MODEL, "char_language_models": [str(p) for p in lms], **model},
+            "training": {"epochs": epochs, "seed": 2},
         }
     )
+    return config, dev_path, lms
+
+
+def test_cached_features_equal_the_ones_computed_per_batch(tmp_path: Path) -> None:
+    config, dev_path, lms = bundled_lm_tagger(tmp_path, train=200, dev=100, epochs=1)
     from tagsure.training.trainer import train
 
     tagger = train(config).tagger
-    data = tagger.encoder.encode([s.tokens for s in corpus.sentences[200:300]])
+    data = tagger.encoder.encode([s.tokens for s in load_corpus(dev_path).sentences])
     cached = tagger.model.frozen_features(data)
     for ids in bucketed_batches(data.lengths, 7):
         batch = data.batch(ids)
@@ -183,19 +192,7 @@ def test_char_lm_tagger_scores_the_same_after_reload_in_a_new_process(tmp_path: 
 
 
 def test_fingerprint_catches_a_tagger_whose_lms_were_not_restored(tmp_path: Path) -> None:
-    corpus = load_corpus(BUNDLED / "wikiann-en-train.txt")
-    text = tmp_path / "text.txt"
-    text.write_text("\n".join(" ".join(s.tokens) for s in corpus.sentences[:800]))
-    lms = train_tiny_lms(tmp_path, text)
-    train_path = write_conll(tmp_path / "train.txt", corpus.sentences[:150])
-    dev_path = write_conll(tmp_path / "dev.txt", corpus.sentences[150:200])
-    config = TrainConfig.from_dict(
-        {
-            "data": {"train": str(train_path), "dev": str(dev_path)},
-            "model": {**TINY_MODEL, "char_language_models": [str(p) for p in lms]},
-            "training": {"epochs": 1, "seed": 2},
-        }
-    )
+    config, _, _ = bundled_lm_tagger(tmp_path, train=150, dev=50, epochs=1)
     from tagsure.training.trainer import train
 
     train(config, out=tmp_path / "model.tagsure")
@@ -236,19 +233,8 @@ def test_pooled_mean_is_the_mean_over_earlier_occurrences_of_the_word() -> None:
 
 
 def test_pooled_char_lm_tagger_reloads_exactly(tmp_path: Path) -> None:
-    corpus = load_corpus(BUNDLED / "wikiann-en-train.txt")
-    text = tmp_path / "text.txt"
-    text.write_text("\n".join(" ".join(s.tokens) for s in corpus.sentences[:800]))
-    lms = train_tiny_lms(tmp_path, text)
-    train_path = write_conll(tmp_path / "train.txt", corpus.sentences[:200])
-    dev_path = write_conll(tmp_path / "dev.txt", corpus.sentences[200:260])
-    settings = {"char_language_models": [str(p) for p in lms], "char_lm_pooling": "mean"}
-    config = TrainConfig.from_dict(
-        {
-            "data": {"train": str(train_path), "dev": str(dev_path)},
-            "model": {**TINY_MODEL, **settings},
-            "training": {"epochs": 2, "seed": 2},
-        }
+    config, dev_path, _ = bundled_lm_tagger(
+        tmp_path, train=200, dev=60, epochs=2, char_lm_pooling="mean"
     )
     tagger, _ = ensure_model_can_train_save_and_load(config, dev_path, tmp_path)
     lm_dim = 2 * TINY_LM["hidden_size"]  # forward + backward, then the same again pooled

@@ -26,6 +26,7 @@ from tagsure.data.conll import load_corpus
 from tagsure.encoders.char_lm import CharLanguageModel, CharLMConfig, build_dictionary
 from tagsure.storage.lm_file import save_lm
 from tagsure.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tagsure.training.trainer import LoggingProgress
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class LMLoopState:
 
 
 class LMProgress(Protocol):
+    """The trainer's :class:`~tagsure.training.trainer.Progress`, with LM epoch records."""
+
     def epoch_start(self, epoch: int, batches: int) -> None: ...
 
     def batch_end(self, loss: float, tokens: int) -> None: ...
@@ -86,14 +89,8 @@ class LMProgress(Protocol):
     def epoch_end(self, record: LMEpochRecord) -> None: ...
 
 
-class LoggingLMProgress:
-    def epoch_start(self, epoch: int, batches: int) -> None:
-        pass
-
-    def batch_end(self, loss: float, tokens: int) -> None:
-        pass
-
-    def epoch_end(self, record: LMEpochRecord) -> None:
+class LoggingLMProgress(LoggingProgress):
+    def epoch_end(self, record: LMEpochRecord) -> None:  # type: ignore[override]
         logger.info("epoch %d: %s", record.epoch, format_lm_record(record))
 
 
