@@ -80,10 +80,12 @@ def lm_train(
     from tagsure.cli.progress import TqdmLMProgress
     from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
 
+    epochs = settings.pop("epochs")
     if resume_dir is not None:
-        records = resume_lm(resume_dir, TqdmLMProgress())
+        records = resume_lm(resume_dir, TqdmLMProgress(), epochs)
     else:
         config = LMTrainConfig(text=text, conll=conll, **settings)
+        config.epochs = epochs or config.epochs
         records = train_lm(config, out, TqdmLMProgress(), checkpoint_dir, checkpoint_every)
     best = min(records, key=lambda r: r.holdout_bpc)
     print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")

@@ -185,7 +185,9 @@ def lm_train(
     ] = None,
     direction: Annotated[str, typer.Option(help="forward or backward.")] = "forward",
     hidden_size: Annotated[int, typer.Option(help="LSTM hidden size.")] = 512,
-    epochs: Annotated[int, typer.Option(help="Passes over the text.")] = 10,
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the text (10; with --resume: in all).")
+    ] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this much time.")] = None,
     batch_size: Annotated[int, typer.Option(help="Text streams read in parallel.")] = 64,
     sequence_length: Annotated[int, typer.Option(help="Characters per TBPTT step.")] = 250,
