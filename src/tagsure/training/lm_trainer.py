@@ -157,12 +157,17 @@ def train_lm(
 
 
 def resume_lm(
-    checkpoint_dir: str | Path, progress: LMProgress | None = None
+    checkpoint_dir: str | Path, progress: LMProgress | None = None, epochs: int | None = None
 ) -> list[LMEpochRecord]:
-    """Continue the LM training run whose checkpoint is in ``checkpoint_dir``."""
+    """Continue the LM training run whose checkpoint is in ``checkpoint_dir``.
+
+    With ``epochs``, the run goes on to that many epochs in all (to extend a finished run).
+    """
     checkpoint = load_checkpoint(checkpoint_dir)
     document = checkpoint.document
     config = LMTrainConfig(**document["config"])
+    if epochs is not None:
+        config.epochs = epochs
     lm = CharLanguageModel(CharLMConfig.from_dict(document["lm_config"]))
     lm.load_state_dict(checkpoint.model, strict=True)
     text = read_training_text(config)
