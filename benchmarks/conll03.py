@@ -52,11 +52,13 @@ def run_tagsure(args: argparse.Namespace) -> dict:
     from tagsure import TrainConfig, load_corpus, train
 
     torch.set_num_threads(args.threads)
-    work = Path(args.workdir) / "tagsure"
+    name = getattr(args, "name", "tagsure")  # other benchmarks reuse this with their own model
+    work = Path(args.workdir) / name
     train_path, dev_path = DATA / "conll2003-en" / "train.txt", DATA / "conll2003-en" / "dev.txt"
     config = TrainConfig.from_dict(
         {
             "data": {"train": str(train_path), "dev": str(dev_path)},
+            "model": getattr(args, "model", {}),
             "training": {"max_minutes": args.minutes, "epochs": args.max_epochs, "seed": args.seed},
         }
     )
@@ -75,7 +77,7 @@ def run_tagsure(args: argparse.Namespace) -> dict:
     reloaded = reload_in_fresh_process(model_path, dev_path, work / "reloaded.json")
     best = next(r for r in result.history if r.epoch == result.best_epoch)
     return {
-        "name": "tagsure",
+        "name": name,
         "config": config.to_dict(),
         "curve": [
             {"minutes": r.minutes, "epoch": r.epoch, "dev_f1": r.dev["f1"]} for r in result.history

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -75,8 +76,13 @@ def ensure_model_can_train_save_and_load(
     eval_path: Path,
     tmp_path: Path,
     corpora: tuple[Corpus, Corpus] | None = None,
+    before_reload: Callable[[], None] | None = None,
 ) -> tuple[Tagger, dict]:
-    """Train, save, reload in a fresh process; assert bit-identical emissions, same tags and F1."""
+    """Train, save, reload in a fresh process; assert bit-identical emissions, same tags and F1.
+
+    ``before_reload`` runs between saving and reloading (e.g. to hide files the model was
+    trained from, which loading must not need).
+    """
     model_path = tmp_path / "model.tagsure"
     result = train(config, out=model_path, corpora=corpora)
     tagger = result.tagger
@@ -87,6 +93,8 @@ def ensure_model_can_train_save_and_load(
     before_emissions = tagger.emissions(sentences)
     before_tags, _ = tagger.tag(sentences)
     before_metrics = tagger.evaluate(corpus).to_dict()
+    if before_reload is not None:
+        before_reload()
 
     after = reload_in_fresh_process(model_path, eval_path, tmp_path)
     for i, emission in enumerate(before_emissions):

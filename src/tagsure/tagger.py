@@ -96,6 +96,7 @@ class Tagger:
     def emissions(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
         """Per-sentence (T, K) emission scores, in input order."""
         data = self.encoder.encode(sentences)
+        self._attach_features(data)
         out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         self.model.eval()
         for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
@@ -118,6 +119,7 @@ class Tagger:
         self, data: Any, with_scores: bool = False
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         self.model.eval()
+        self._attach_features(data)
         labels = self.encoder.labels
         tags: list[list[str]] = [[] for _ in range(len(data))]
         scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
@@ -136,6 +138,12 @@ class Tagger:
                 if scores is not None:
                     scores[i] = chosen[row, :n].numpy()
         return tags, scores
+
+    def _attach_features(self, data: Any) -> None:
+        """Features a network computes over a whole input at once (frozen character LMs)."""
+        frozen_features = getattr(self.model, "frozen_features", None)
+        if frozen_features is not None and getattr(data, "features", 0) is None:
+            data.features = frozen_features(data)
 
     def predict(
         self, texts: Iterable[str | Sequence[str]], with_scores: bool = True

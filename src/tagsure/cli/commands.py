@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tagsure.cli.progress import TqdmProgress
 from tagsure.data.conll import ColumnFormat, Sentence, load_corpus, read_conll
@@ -66,6 +66,29 @@ def train(
     print(f"stopped: {result.stop_reason}; best epoch {result.best_epoch}: {format_record(best)}")
     if resume_dir is None:
         print(f"saved {out} (with {out.stem}.metrics.jsonl and {out.stem}.curve.png beside it)")
+
+
+def lm_train(
+    out: Path,
+    text: list[str],
+    conll: list[str],
+    settings: dict[str, Any],
+    checkpoint_dir: Path | None,
+    checkpoint_every: int,
+    resume_dir: Path | None,
+) -> None:
+    from tagsure.cli.progress import TqdmLMProgress
+    from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
+
+    epochs = settings.pop("epochs")
+    if resume_dir is not None:
+        records = resume_lm(resume_dir, TqdmLMProgress(), epochs)
+    else:
+        config = LMTrainConfig(text=text, conll=conll, **settings)
+        config.epochs = epochs or config.epochs
+        records = train_lm(config, out, TqdmLMProgress(), checkpoint_dir, checkpoint_every)
+    best = min(records, key=lambda r: r.holdout_bpc)
+    print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")
 
 
 def evaluate(model: Path, data: Path, as_json: bool) -> None:

@@ -184,6 +184,56 @@ def import_hf(
     commands.import_hf(directory, out)
 
 
+lm_app = typer.Typer(help="Character language models for contextual string embeddings.")
+app.add_typer(lm_app, name="lm")
+
+
+@lm_app.command("train")
+def lm_train(
+    out: Annotated[Path, typer.Option(help="Where to write the LM (the best by held-out bpc).")],
+    text: Annotated[list[Path] | None, typer.Option(help="Raw UTF-8 text file(s).")] = None,
+    conll: Annotated[
+        list[Path] | None, typer.Option(help="Tagged corpus file(s): one sentence per line.")
+    ] = None,
+    direction: Annotated[str, typer.Option(help="forward or backward.")] = "forward",
+    hidden_size: Annotated[int, typer.Option(help="LSTM hidden size.")] = 512,
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the text (10; with --resume: in all).")
+    ] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this much time.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Text streams read in parallel.")] = 64,
+    sequence_length: Annotated[int, typer.Option(help="Characters per TBPTT step.")] = 250,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed repeats a CPU run.")] = 1,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Write a resumable checkpoint here.")
+    ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Also checkpoint every N steps (0: only at epoch ends).")
+    ] = 0,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run checkpointed in this folder.")
+    ] = None,
+) -> None:
+    """Train a character-level LSTM language model (forward or backward) on raw text."""
+    commands.lm_train(
+        out,
+        [str(p) for p in text or []],
+        [str(p) for p in conll or []],
+        {
+            "direction": direction,
+            "hidden_size": hidden_size,
+            "epochs": epochs,
+            "max_minutes": max_minutes,
+            "batch_size": batch_size,
+            "sequence_length": sequence_length,
+            "seed": seed,
+        },
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+    )
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -6,10 +6,13 @@ import time
 
 from tqdm import tqdm
 
+from tagsure.training.lm_trainer import LMEpochRecord, format_lm_record
 from tagsure.training.trainer import EpochRecord, format_record
 
 
 class TqdmProgress:
+    loss_name, rate_name = "loss", "tok_s"
+
     def __init__(self) -> None:
         self.bar: tqdm | None = None
         self.tokens = 0
@@ -30,10 +33,19 @@ class TqdmProgress:
         assert self.bar is not None
         self.tokens += tokens
         rate = self.tokens / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+        self.bar.set_postfix({self.loss_name: f"{loss:.3f}", self.rate_name: f"{rate:,.0f}"})
         self.bar.update()
 
     def epoch_end(self, record: EpochRecord) -> None:
         if self.bar is not None:
             self.bar.close()
         tqdm.write(f"epoch {record.epoch:3d}  {format_record(record)}")
+
+
+class TqdmLMProgress(TqdmProgress):
+    loss_name, rate_name = "bpc", "chars_s"
+
+    def epoch_end(self, record: LMEpochRecord) -> None:  # type: ignore[override]
+        if self.bar is not None:
+            self.bar.close()
+        tqdm.write(f"epoch {record.epoch:3d}  {format_lm_record(record)}")

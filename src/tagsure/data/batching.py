@@ -34,6 +34,8 @@ class Batch:
     lengths: torch.Tensor  # (B,) sentence lengths, int64 on CPU
     tags: torch.Tensor | None  # (B, T) label indices, 0 on padding
     sentence_ids: np.ndarray  # (B,) positions of the sentences in the encoded corpus
+    tokens: list[list[str]]  # the sentences' surface forms (character language models read them)
+    features: torch.Tensor | None = None  # (B, T, D) precomputed word features, if cached
 
     @property
     def num_tokens(self) -> int:
@@ -106,7 +108,7 @@ class Encoder:
                     f"tag {err.args[0]!r} is not one of the model's labels {self.labels}"
                 ) from None
         return EncodedSentences(
-            offsets, lengths, words, cases, type_ids, type_chars, type_lengths, label_ids
+            offsets, lengths, words, cases, type_ids, type_chars, type_lengths, label_ids, types
         )
 
 
@@ -120,6 +122,9 @@ class EncodedSentences:
     type_chars: np.ndarray  # (types, MAX_WORD_CHARS)
     type_lengths: np.ndarray  # (types,)
     labels: np.ndarray | None  # (tokens,)
+    types: list[str]  # surface form of each type id
+    # (tokens, D) word features computed once for the whole corpus (frozen character LMs)
+    features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -142,6 +147,14 @@ class EncodedSentences:
         tags = None
         if self.labels is not None:
             tags = torch.from_numpy(np.where(mask, self.labels[flat], 0))
+        features = None
+        if self.features is not None:
+            features = self.features[torch.from_numpy(flat)] * torch.from_numpy(mask)[..., None]
+        types = self.types
+        tokens = [
+            [types[t] for t in self.type_ids[start : start + n]]
+            for start, n in zip(self.offsets[ids], lengths, strict=True)
+        ]
         return Batch(
             words=torch.from_numpy(np.where(mask, self.words[flat], 0)),
             cases=torch.from_numpy(np.where(mask, self.cases[flat], 0)),
@@ -153,6 +166,8 @@ class EncodedSentences:
             lengths=torch.from_numpy(lengths),
             tags=tags,
             sentence_ids=ids,
+            tokens=tokens,
+            features=features,
         )
 
 

@@ -1,21 +1,24 @@
 """BiLSTM-CRF tagger: word + casing + character features, a BiLSTM, and a CRF or softmax head.
 
-The architecture follows Lample et al. (2016) and Ma & Hovy (2016). Everything the network
-needs to rebuild itself is in :class:`BiLSTMConfig`, including the head's output size, so a
-reloaded model can never come back with a head of another size.
+The architecture follows Lample et al. (2016) and Ma & Hovy (2016), with contextual string
+embeddings from character language models as an option (Akbik et al., 2018). Everything the
+network needs to rebuild itself is in :class:`BiLSTMConfig`, including the head's output size
+and the language models' own configs and character dictionaries, so a reloaded model can never
+come back with a head of another size or without its language models.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tagsure.data.batching import Batch, Encoder
+from tagsure.data.batching import Batch, EncodedSentences, Encoder, bucketed_batches
 from tagsure.data.features import CASING_CLASSES
 from tagsure.encoders.bilstm import BiLSTMEncoder
+from tagsure.encoders.char_lm import CharLMConfig, ContextualStringEmbeddings, pooled_by_word
 from tagsure.encoders.chars import build_char_encoder
 from tagsure.encoders.words import LockedDropout, WordDropout, read_word_vectors
 from tagsure.heads.crf import CRF
@@ -28,7 +31,10 @@ if TYPE_CHECKING:
     from tagsure.training.config import TrainConfig
 
 ARCHITECTURE = "tagsure.BiLSTMCRF.v1"
-DATA_DERIVED = ("num_words", "num_chars", "num_labels")
+DATA_DERIVED = ("num_words", "num_chars", "num_labels", "char_lms")
+# Training-only setting: LM files whose configs and weights are copied into the tagger.
+CHAR_LM_FILES = "char_language_models"
+LM_FEATURE_BATCH = 64  # sentences per LM pass when computing a corpus's features once
 
 
 @dataclass
@@ -47,6 +53,11 @@ class BiLSTMConfig:
     word_dropout: float = 0.05
     head: str = "crf"  # "crf" or "softmax"
     lowercase_words: bool = True
+    char_lms: list[dict[str, Any]] = field(default_factory=list)  # CharLMConfig dicts
+    char_lm_fine_tune: bool = False
+    # "mean": add each word's mean LM vector over its occurrences so far in the input (pooled
+    # contextual embeddings); needs frozen LMs, as it is computed over a whole input at once
+    char_lm_pooling: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +72,7 @@ class BiLSTMConfig:
 
     @classmethod
     def user_settings(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name not in DATA_DERIVED]
+        return [f.name for f in fields(cls) if f.name not in DATA_DERIVED] + [CHAR_LM_FILES]
 
 
 class BiLSTMTagger(nn.Module):
@@ -81,9 +92,27 @@ class BiLSTMTagger(nn.Module):
         self.chars = build_char_encoder(
             config.char_encoder, config.num_chars, config.char_dim, config.char_size
         )
+        self.char_lm = (
+            ContextualStringEmbeddings(
+                [CharLMConfig.from_dict(c) for c in config.char_lms], config.char_lm_fine_tune
+            )
+            if config.char_lms
+            else None
+        )
         self.word_dropout = WordDropout(config.word_dropout)
         self.dropout = LockedDropout(config.dropout)
         features = config.word_dim + config.casing_dim + self.chars.output_dim
+        if config.char_lm_pooling not in ("none", "mean"):
+            raise ValueError(
+                f"char_lm_pooling must be 'none' or 'mean', not {config.char_lm_pooling!r}"
+            )
+        self.pooled = config.char_lm_pooling != "none"
+        if self.pooled and config.char_lm_fine_tune:
+            raise ValueError(
+                "pooled char-LM embeddings need frozen LMs (char_lm_fine_tune = false)"
+            )
+        if self.char_lm is not None:
+            features += self.char_lm.output_dim * (2 if self.pooled else 1)
         self.encoder = BiLSTMEncoder(features, config.hidden_size, config.layers, config.dropout)
         self.emission = nn.Linear(self.encoder.output_dim, config.num_labels)
         if config.head == "crf":
@@ -99,9 +128,36 @@ class BiLSTMTagger(nn.Module):
         """Per-token label scores (B, T, K) before the head's decoding."""
         words = self.word_embeddings(batch)  # (B, T, word_dim + casing_dim)
         chars = self.chars(batch.chars)[batch.char_index]  # (U, C) -> (B, T, C)
-        x = self.dropout(torch.cat([words, chars], dim=2))
+        parts = [words, chars]
+        if self.char_lm is not None:
+            # (B, T, sum of LM hidden sizes); cached per corpus when the LMs are frozen
+            parts.append(
+                batch.features if batch.features is not None else self.char_lm(batch.tokens)
+            )
+        x = self.dropout(torch.cat(parts, dim=2))
         h = self.dropout(self.encoder(x, batch.lengths))  # (B, T, 2H)
         return self.emission(h)
+
+    @torch.no_grad()
+    def frozen_features(self, data: EncodedSentences) -> torch.Tensor | None:
+        """(tokens, D) character-LM features of a whole corpus, when the LMs are frozen.
+
+        A trainer computes them once and reuses them every epoch: frozen LMs give the same
+        vectors each time, and the LMs are most of the cost of a step.
+        """
+        if self.char_lm is None or self.char_lm.fine_tune:
+            return None
+        self.char_lm.eval()
+        out = torch.empty(data.num_tokens, self.char_lm.output_dim)
+        for ids in bucketed_batches(data.lengths, LM_FEATURE_BATCH):
+            batch = data.batch(ids)
+            features = self.char_lm(batch.tokens)  # (B, T, D)
+            for row, i in enumerate(ids):
+                start, n = int(data.offsets[i]), int(data.lengths[i])
+                out[start : start + n] = features[row, :n]
+        if self.pooled:
+            out = torch.cat([out, pooled_by_word(out, data.type_ids)], dim=1)
+        return out
 
     def word_embeddings(self, batch: Batch) -> torch.Tensor:
         words = self.words(self.word_dropout(batch.words))
@@ -124,8 +180,10 @@ def prepare(
 ) -> tuple[Encoder, BiLSTMTagger]:
     """Vocabularies from the training corpus and a network sized to them (and word vectors)."""
     from tagsure.models.registry import Constraints
+    from tagsure.storage.lm_file import load_lm
 
     settings = {k: v for k, v in config.model.items() if k != "architecture"}
+    lms = [load_lm(path) for path in settings.pop(CHAR_LM_FILES, [])]
     encoder = Encoder.from_corpus(
         corpus, labels, bool(settings.get("lowercase_words", True)), config.data.min_word_count
     )
@@ -133,9 +191,13 @@ def prepare(
         num_words=len(encoder.words),
         num_chars=len(encoder.chars),
         num_labels=len(labels),
+        char_lms=[lm.config.to_dict() for lm in lms],
         **settings,
     )
     model = build(model_config, Constraints.of(labels, scheme))
+    if model.char_lm is not None:  # the tagger owns copies of the LMs: their file isn't needed
+        for target, lm in zip(model.char_lm.lms, lms, strict=True):
+            target.load_state_dict(lm.state_dict(), strict=True)
     if config.data.word_vectors:
         vectors, _ = read_word_vectors(
             config.data.word_vectors, encoder.words, model_config.word_dim, encoder.lowercase

@@ -11,7 +11,7 @@ ends with the same weights, bit for bit, as one that never stopped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,14 @@ class Checkpoint:
     best_model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]  # an optimizer state_dict
     torch_rng: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. an LM's carried state
 
 
 def save_checkpoint(directory: str | Path, checkpoint: Checkpoint) -> Path:
     tensors: dict[str, torch.Tensor] = {"rng.torch": checkpoint.torch_rng}
     tensors |= {f"model.{k}": v.contiguous() for k, v in checkpoint.model.items()}
     tensors |= {f"best.{k}": v.contiguous() for k, v in checkpoint.best_model.items()}
+    tensors |= {f"extra.{k}": v.contiguous() for k, v in checkpoint.extra.items()}
     for index, values in checkpoint.optimizer["state"].items():
         for name, value in values.items():
             tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).contiguous()
@@ -58,7 +60,7 @@ def load_checkpoint(directory: str | Path) -> Checkpoint:
         raise ValueError(f"{path}: not a tagsure training checkpoint")
     document = json.loads(metadata[_KEY])
     tensors = load_safetensors_bytes(path.read_bytes())
-    parts: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}}
+    parts: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "extra": {}}
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, tensor in tensors.items():
         kind, _, rest = name.partition(".")
@@ -72,4 +74,6 @@ def load_checkpoint(directory: str | Path) -> Checkpoint:
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
     optimizer = {"state": state, "param_groups": groups}
-    return Checkpoint(document, parts["model"], parts["best"], optimizer, tensors["rng.torch"])
+    return Checkpoint(
+        document, parts["model"], parts["best"], optimizer, tensors["rng.torch"], parts["extra"]
+    )

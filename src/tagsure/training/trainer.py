@@ -195,6 +195,12 @@ class _Run:
         self.dev_data = (
             encoder.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
         )
+        # Features that don't change while training (frozen character LMs): computed once.
+        frozen_features = getattr(tagger.model, "frozen_features", None)
+        if frozen_features is not None:
+            for data in (self.train_data, self.dev_data):
+                if data is not None:
+                    data.features = frozen_features(data)
         opt = config.training
         self.optimizer = build_optimizer(
             tagger.model,

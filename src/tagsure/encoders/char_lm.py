@@ -1,0 +1,188 @@
+"""Character language models and the contextual string embeddings they give (Akbik et al., 2018).
+
+A :class:`CharLanguageModel` is an LSTM that reads text one character at a time and predicts the
+next one; a backward model reads the text reversed. Once trained, each word of a sentence is
+embedded by the forward model's hidden state after the word's last character and the backward
+model's state after (reading right to left) the word's first character, so each vector has seen
+the whole sentence on one side and the word itself.
+
+Everything a model needs to rebuild itself, its character dictionary included, is in
+:class:`CharLMConfig`, which a tagger stores in its own config: the tagger's file carries its
+language models whole, and loading never looks for the original LM files.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+UNKNOWN = 0  # index of every character outside the dictionary, and of padding
+SENTENCE_START = "\n"  # what precedes a sentence, as a line break precedes it in training text
+SENTENCE_END = " "
+
+
+@dataclass
+class CharLMConfig:
+    chars: list[str]  # the dictionary; index i + 1 is chars[i], 0 is unknown
+    direction: str = "forward"  # "forward" or "backward" (reads the text reversed)
+    embedding_dim: int = 100
+    hidden_size: int = 512
+    layers: int = 1
+    dropout: float = 0.1
+    training: dict[str, Any] = field(default_factory=dict)  # corpus, bits per char, time
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("forward", "backward"):
+            raise ValueError(f"direction must be 'forward' or 'backward', not {self.direction!r}")
+
+    @property
+    def num_symbols(self) -> int:
+        return len(self.chars) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CharLMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown character-LM settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def build_dictionary(counts: Counter[str], max_chars: int = 300) -> list[str]:
+    """The ``max_chars`` most frequent characters (ties by code point), line break always in."""
+    ranked = sorted(counts, key=lambda c: (-counts[c], c))[:max_chars]
+    if SENTENCE_START not in ranked:
+        ranked = ranked[: max_chars - 1] + [SENTENCE_START]
+    return ranked
+
+
+class CharLanguageModel(nn.Module):
+    def __init__(self, config: CharLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.index = {c: i + 1 for i, c in enumerate(config.chars)}
+        self.embedding = nn.Embedding(config.num_symbols, config.embedding_dim)
+        self.lstm = nn.LSTM(
+            config.embedding_dim,
+            config.hidden_size,
+            config.layers,
+            batch_first=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.decoder = nn.Linear(config.hidden_size, config.num_symbols)
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """Character indices of ``text`` in reading order (reversed for a backward model)."""
+        if self.config.direction == "backward":
+            text = text[::-1]
+        get = self.index.get
+        return np.fromiter((get(c, UNKNOWN) for c in text), dtype=np.int64, count=len(text))
+
+    def forward(
+        self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Hidden states (B, L, H) after each character of ``ids`` (B, L), and the final state."""
+        x = self.dropout(self.embedding(ids))  # (B, L, E)
+        hidden, state = self.lstm(x, state)  # (B, L, H)
+        return hidden, state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.dropout(hidden))  # (B, L, num_symbols)
+
+
+@dataclass
+class SentenceChars:
+    """One LM's view of a batch of sentences: padded character ids and where each word ends."""
+
+    ids: torch.Tensor  # (B, L) character indices, UNKNOWN on padding
+    positions: torch.Tensor  # (B, T) index in `ids` of the state that embeds each word
+
+
+def sentence_chars(lm: CharLanguageModel, sentences: Sequence[Sequence[str]]) -> SentenceChars:
+    """The text the LM reads for each sentence: start marker, words joined by spaces, end marker.
+
+    A forward model embeds a word by its state at the word's last character; a backward model
+    reads the same string reversed and embeds a word by its state at the word's first character.
+    """
+    backward = lm.config.direction == "backward"
+    texts, positions = [], []
+    for tokens in sentences:
+        text = SENTENCE_START + " ".join(tokens) + SENTENCE_END
+        starts = np.cumsum([len(SENTENCE_START)] + [len(t) + 1 for t in tokens[:-1]])
+        ends = starts + np.fromiter((len(t) for t in tokens), np.int64, count=len(tokens))
+        # forward: state after the last char; backward: the first char, in reversed coordinates
+        positions.append(len(text) - 1 - starts if backward else ends - 1)
+        texts.append(lm.encode_text(text))
+    width = max(len(t) for t in texts)
+    ids = np.full((len(texts), width), UNKNOWN, dtype=np.int64)
+    for row, text in enumerate(texts):
+        ids[row, : len(text)] = text
+    words = max(len(p) for p in positions)
+    gather = np.zeros((len(positions), words), dtype=np.int64)
+    for row, p in enumerate(positions):
+        gather[row, : len(p)] = p
+    return SentenceChars(torch.from_numpy(ids), torch.from_numpy(gather))
+
+
+class ContextualStringEmbeddings(nn.Module):
+    """Word vectors from one or more character LMs, concatenated: (B, T, sum of hidden sizes).
+
+    Frozen by default (``fine_tune=False``): the LMs run without gradients and in eval mode,
+    which is what lets a trainer compute the features of a corpus once and reuse them.
+    """
+
+    def __init__(self, configs: Iterable[CharLMConfig], fine_tune: bool = False) -> None:
+        super().__init__()
+        self.lms = nn.ModuleList(CharLanguageModel(c) for c in configs)
+        self.fine_tune = fine_tune
+        self.output_dim = sum(lm.config.hidden_size for lm in self.lms)
+        if not fine_tune:
+            self.lms.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ContextualStringEmbeddings:
+        super().train(mode)
+        if not self.fine_tune:  # a frozen LM keeps its dropout off, so features are stable
+            self.lms.eval()
+        return self
+
+    def forward(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        outputs = []
+        with torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()):
+            for lm in self.lms:
+                chars = sentence_chars(lm, sentences)
+                hidden, _ = lm(chars.ids)  # (B, L, H)
+                index = chars.positions.unsqueeze(2).expand(-1, -1, hidden.size(2))
+                outputs.append(hidden.gather(1, index))  # (B, T, H)
+        return torch.cat(outputs, dim=2)
+
+
+def pooled_by_word(features: torch.Tensor, word_ids: np.ndarray) -> torch.Tensor:
+    """For each token, the mean of its word's vectors over its occurrences so far, itself included.
+
+    ``features`` (N, D) are token vectors in reading order and ``word_ids`` (N,) say which tokens
+    are the same word: the memory of earlier occurrences of Akbik et al. (2019), "Pooled
+    Contextualized Embeddings", with mean pooling. Depends only on the input, in order.
+    """
+    order = np.lexsort((np.arange(len(word_ids)), word_ids))  # grouped by word, then position
+    sorted_ids = word_ids[order]
+    index = torch.from_numpy(order)
+    running = features[index].double().cumsum(0)  # (N, D); float64: long sums lose no bits
+    group_start = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    starts = np.repeat(group_start, np.diff(np.r_[group_start, len(order)]))
+    before = torch.zeros_like(running)
+    has_before = torch.from_numpy(starts > 0)
+    before[has_before] = running[torch.from_numpy(starts[starts > 0] - 1)]
+    counts = torch.from_numpy(np.arange(len(order)) - starts + 1).unsqueeze(1)
+    pooled = torch.empty_like(features)
+    pooled[index] = ((running - before) / counts).to(features.dtype)
+    return pooled
