@@ -150,7 +150,7 @@ class CompiledNetwork:
     def __init__(
         self,
         model: torch.nn.Module,
-        backend: str = DEFAULT_BACKEND,
+        backend: str | None = None,
         dynamic: bool = True,
         crf_in_graph: bool = False,
     ) -> None:
@@ -160,7 +160,7 @@ class CompiledNetwork:
         self.model = model
         self.config = model.config
         self.architecture = model.architecture
-        self.backend = backend
+        self.backend = backend = backend or DEFAULT_BACKEND
         options: dict[str, Any] = {"fullgraph": True, "dynamic": dynamic, "backend": backend}
         # The head's loss joins the compiled graph unless it is a CRF kept outside (module doc).
         head_in_graph = crf_in_graph or not isinstance(model.head, CRF)
@@ -278,7 +278,7 @@ def _head_loss_eager(
 
 def compile_network(
     model: torch.nn.Module,
-    backend: str = DEFAULT_BACKEND,
+    backend: str | None = None,
     dynamic: bool = True,
     crf_in_graph: bool = False,
 ) -> CompiledNetwork:
@@ -291,7 +291,7 @@ def compile_network(
     return CompiledNetwork(model, backend, dynamic, crf_in_graph)
 
 
-def compile_tagger(tagger: Any, backend: str = DEFAULT_BACKEND) -> Any:
+def compile_tagger(tagger: Any, backend: str | None = None) -> Any:
     """A tagger sharing ``tagger``'s weights and vocabularies whose inference runs compiled."""
     from tagsure.tagger import Tagger
 

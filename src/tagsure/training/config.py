@@ -55,6 +55,7 @@ class OptimConfig:
     min_learning_rate: float = 1e-5  # stop when annealing goes below
     early_stopping_patience: int = 8  # epochs without improvement before stopping
     seed: int = 1
+    compile: bool = False  # training steps under torch.compile (training/compiled.py)
 
 
 @dataclass

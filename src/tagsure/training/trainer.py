@@ -198,6 +198,11 @@ class _Run:
         self.optimizer = build_optimizer(
             tagger.model, opt.optimizer, opt.learning_rate, opt.weight_decay, opt.momentum
         )
+        self.loss = tagger.model.loss
+        if opt.compile:
+            from tagsure.training.compiled import compile_network
+
+            self.loss = compile_network(tagger.model).loss
         self.state = LoopState()
         self.best_state = _snapshot(tagger.model)
         self.log = MetricsLog(_sibling(self.out, ".metrics.jsonl")) if self.out else None
@@ -281,7 +286,7 @@ class _Run:
         started = time.perf_counter()
         model, opt = self.tagger.model, self.config.training
         batch = self.train_data.batch(ids)
-        loss = model.loss(batch) / len(ids)
+        loss = self.loss(batch) / len(ids)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if opt.clip_grad_norm:
