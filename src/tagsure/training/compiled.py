@@ -173,8 +173,8 @@ class CompiledNetwork:
         elif isinstance(model, BiLSTMTagger):
             chars_compile = model.config.char_encoder == "cnn"
             features = self._bilstm_features if chars_compile else self._bilstm_words
-            self._features = torch.compile(features, **options)
-            self._output = torch.compile(self._bilstm_output, **options)
+            self._features = _within_limit(torch.compile(features, **options))
+            self._output = _within_limit(torch.compile(self._bilstm_output, **options))
             if head_in_graph:
                 self._output_loss = _within_limit(
                     torch.compile(self._bilstm_output_loss, **options)
