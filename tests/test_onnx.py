@@ -115,7 +115,10 @@ def test_a_foreign_onnx_file_is_refused_with_the_fix(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
     path = tmp_path / "foreign.onnx"
-    onnx.save(helper.make_model(graph), str(path))
+    onnx.save(
+        helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]),
+        str(path),
+    )
     with pytest.raises(ValueError, match="without tagsure metadata.*tagsure export --format onnx"):
         OnnxTagger(path)
 
