@@ -220,6 +220,11 @@ def main() -> None:
     parser.add_argument("--backend", default="inductor", help="torch.compile backend")
     parser.add_argument("--workdir", default="/tmp/tagsure-graph-bench")
     parser.add_argument("--out", type=Path, default=RESULTS / "graph.json")
+    parser.add_argument(
+        "--only-train-throughput",
+        action="store_true",
+        help="keep the training and prediction results already in --out; re-run phase 3",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -236,15 +241,21 @@ def main() -> None:
         results["table"] = report(results)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
-    results["training"] = {
-        "transformer": train_tagger("transformer", args.minutes, args),
-        "bilstm": train_tagger("bilstm", args.bilstm_minutes, args),
-    }
-    save()
-    results["predict"] = {}
-    for kind in MODELS:
-        results["predict"][kind] = prediction(kind, results["training"][kind]["model_file"], args)
+    if args.only_train_throughput:
+        previous = json.loads(args.out.read_text())
+        results |= {k: previous[k] for k in ("training", "predict")}
+        results["earlier_command"] = previous["command"]
+    else:
+        results["training"] = {
+            "transformer": train_tagger("transformer", args.minutes, args),
+            "bilstm": train_tagger("bilstm", args.bilstm_minutes, args),
+        }
         save()
+        results["predict"] = {}
+        for kind in MODELS:
+            model_file = results["training"][kind]["model_file"]
+            results["predict"][kind] = prediction(kind, model_file, args)
+            save()
     results["train_throughput"] = {}
     for kind in MODELS:
         results["train_throughput"][kind] = {
