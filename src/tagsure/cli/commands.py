@@ -98,9 +98,15 @@ def evaluate(model: Path, data: Path, as_json: bool) -> None:
 
 
 def predict(
-    model: Path, data: Path, output_format: str, input_format: str, out: Path | None
+    model: Path,
+    data: Path,
+    output_format: str,
+    input_format: str,
+    out: Path | None,
+    compile_model: bool = False,
+    onnx: bool = False,
 ) -> None:
-    tagger = load_tagger(model)
+    tagger = load_any_tagger(model, compile_model, onnx)
     if str(data) == "-":  # the reader and the sniffer want a file; spool standard input
         with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as spool:
             spool.write(sys.stdin.buffer.read())
@@ -121,6 +127,37 @@ def predict(
             with open(data, encoding="utf-8-sig") as lines:
                 for chunk in chunked((line.rstrip("\r\n") for line in lines), PREDICT_CHUNK):
                     write_text_predictions(tagger, chunk, output_format, handle)
+
+
+def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Tagger:
+    """A .tagsure tagger (optionally compiled), or an ONNX file's tagger under ONNX Runtime."""
+    if onnx:
+        if compile_model:
+            raise CommandFailed("--onnx and --compile exclude each other", 2)
+        from tagsure.serving.onnx_runtime import OnnxTagger
+
+        return OnnxTagger(model)  # type: ignore[return-value]  # same tag/predict surface
+    tagger = load_tagger(model)
+    if compile_model:
+        from tagsure.training.compiled import compile_tagger
+
+        tagger = compile_tagger(tagger)
+    return tagger
+
+
+def export(model: Path, out: Path, export_format: str) -> None:
+    tagger = load_tagger(model)
+    if export_format == "onnx":
+        from tagsure.storage.onnx_export import export_onnx
+
+        export_onnx(tagger, out)
+    elif export_format == "hf":
+        from tagsure.storage.huggingface import export_hf  # written on another branch
+
+        export_hf(tagger, out)
+    else:
+        raise CommandFailed(f"unknown export format {export_format!r}; use onnx or hf", 2)
+    print(f"exported {model} to {out} ({export_format})")
 
 
 def _head(path: Path, size: int = 65536) -> list[str]:

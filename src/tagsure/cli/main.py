@@ -61,6 +61,9 @@ def train(
             help="Continue the run checkpointed in this folder, exactly where it stopped."
         ),
     ] = None,
+    compile_steps: Annotated[
+        bool, typer.Option("--compile", help="Run the training steps under torch.compile.")
+    ] = False,
 ) -> None:
     """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
 
@@ -71,6 +74,7 @@ def train(
         "max_minutes": max_minutes,
         "seed": seed,
         "batch_size": batch_size,
+        "compile": True if compile_steps else None,
     }
     commands.train(
         train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume
@@ -108,9 +112,27 @@ def predict(
     ] = "",
     input_format: Annotated[str, typer.Option("--input", help="auto, conll or text.")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="Run inference under torch.compile.")
+    ] = False,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="MODEL is an .onnx file: run it with ONNX Runtime.")
+    ] = False,
 ) -> None:
     """Tag raw text or a CoNLL file with a trained model."""
-    commands.predict(model, data, output_format, input_format, out)
+    commands.predict(model, data, output_format, input_format, out, compile_model, onnx)
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
+    out: Annotated[Path, typer.Argument(help="Output: OUT.onnx, or a folder for hf.")],
+    export_format: Annotated[
+        str, typer.Option("--format", help="onnx: one self-contained ONNX file; hf: a folder.")
+    ] = "onnx",
+) -> None:
+    """Export a model for other runtimes: ONNX (ONNX Runtime, no tagsure file needed) or hf."""
+    commands.export(model, out, export_format)
 
 
 @app.command()

@@ -118,7 +118,7 @@ def sentence_chars(lm: CharLanguageModel, sentences: Sequence[Sequence[str]]) ->
     texts, positions = [], []
     for tokens in sentences:
         text = SENTENCE_START + " ".join(tokens) + SENTENCE_END
-        starts = np.cumsum([len(SENTENCE_START)] + [len(t) + 1 for t in tokens[:-1]])
+        starts = np.cumsum([len(SENTENCE_START)] + [len(t) + 1 for t in tokens])[:-1]
         ends = starts + np.fromiter((len(t) for t in tokens), np.int64, count=len(tokens))
         # forward: state after the last char; backward: the first char, in reversed coordinates
         positions.append(len(text) - 1 - starts if backward else ends - 1)

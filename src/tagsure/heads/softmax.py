@@ -14,7 +14,10 @@ class Softmax(nn.Module):
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # Summed over tokens, like the CRF's sentence-level loss, so learning rates transfer.
-        return F.cross_entropy(emissions[mask], tags[mask], reduction="sum")
+        # Masked by multiplication, not emissions[mask]: boolean indexing has a data-dependent
+        # shape, which breaks a compiled graph (torch.compile(fullgraph=True) refuses it).
+        losses = F.cross_entropy(emissions.transpose(1, 2), tags, reduction="none")  # (B, T)
+        return (losses * mask).sum()
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return emissions.argmax(dim=2) * mask  # (B, T)

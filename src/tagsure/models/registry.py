@@ -124,8 +124,27 @@ def _pretrained() -> Architecture:
     )
 
 
+def _transformer() -> Architecture:
+    from tagsure.models import transformer_tagger
+
+    return Architecture(
+        name=transformer_tagger.ARCHITECTURE,
+        kind="transformer",
+        config_from_dict=transformer_tagger.TransformerConfig.from_dict,
+        build=transformer_tagger.build,
+        prepare=transformer_tagger.prepare,
+        encoder_to_document=word_char_encoder_to_document,
+        encoder_from_document=word_char_encoder_from_document,
+        settings=transformer_tagger.TransformerConfig.user_settings,
+    )
+
+
 # kind -> factory; factories import lazily so optional dependencies load only when used.
-_FACTORIES: dict[str, Callable[[], Architecture]] = {"bilstm": _bilstm, "pretrained": _pretrained}
+_FACTORIES: dict[str, Callable[[], Architecture]] = {
+    "bilstm": _bilstm,
+    "transformer": _transformer,
+    "pretrained": _pretrained,
+}
 DEFAULT_KIND = "bilstm"
 
 

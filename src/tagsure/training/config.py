@@ -60,6 +60,7 @@ class OptimConfig:
     # then linear decay to zero at the end of `epochs`
     layer_lr_decay: float = 1.0  # < 1: transformer layer i of L learns at lr * decay ** (L - i)
     head_learning_rate: float | None = None  # layers above the transformer (head, CRF, chars)
+    compile: bool = False  # training steps under torch.compile (training/compiled.py)
 
 
 @dataclass

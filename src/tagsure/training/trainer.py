@@ -212,6 +212,11 @@ class _Run:
             opt.head_learning_rate,
         )
         self.planned_steps = opt.epochs * -(-len(self.train_data) // opt.batch_size)
+        self.loss = tagger.model.loss
+        if opt.compile:
+            from tagsure.training.compiled import compile_network
+
+            self.loss = compile_network(tagger.model).loss
         self.state = LoopState()
         self.best_state = _snapshot(tagger.model)
         self.log = MetricsLog(_sibling(self.out, ".metrics.jsonl")) if self.out else None
@@ -297,7 +302,7 @@ class _Run:
         started = time.perf_counter()
         model, opt = self.tagger.model, self.config.training
         batch = self.train_data.batch(ids)
-        loss = model.loss(batch) / len(ids)
+        loss = self.loss(batch) / len(ids)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if opt.clip_grad_norm:

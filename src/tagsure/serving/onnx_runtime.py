@@ -1,0 +1,106 @@
+"""Tag with an exported ONNX model under ONNX Runtime: no torch model, no .tagsure file.
+
+:class:`OnnxTagger` reads the tagsure document from the ONNX file's metadata (see
+``storage/onnx_export.py``), encodes and batches sentences exactly as :class:`Tagger` does,
+runs the emission graph in ONNX Runtime and decodes in NumPy. It offers ``tag``, ``predict``
+and ``evaluate`` like :class:`Tagger`; entity scores are not computed (``score`` is None).
+
+Example:
+    >>> tagger = OnnxTagger("model.onnx")                               # doctest: +SKIP
+    >>> tagger.predict(["Angela Merkel visited Paris ."])               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tagsure.data.batching import bucketed_batches
+from tagsure.data.schemes import TagScheme, convert
+from tagsure.heads.viterbi_numpy import viterbi
+from tagsure.models import registry
+from tagsure.storage.onnx_export import METADATA_KEY
+from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger
+
+
+class OnnxTagger:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in metadata:
+            raise ValueError(
+                f"{path}: an ONNX model without tagsure metadata; export it with "
+                "`tagsure export --format onnx MODEL OUT.onnx`"
+            )
+        document = json.loads(metadata[METADATA_KEY])
+        architecture = registry.by_name(str(document["architecture"]))
+        if architecture is None:
+            raise ValueError(
+                f"{path}: unknown architecture {document['architecture']!r}; upgrade tagsure"
+            )
+        config = architecture.config_from_dict(document["model_config"])
+        self.document = document
+        self.encoder = architecture.encoder_from_document(document, config, document["labels"])
+        self.model_scheme = TagScheme(document["tag_scheme"])
+        self.output_scheme = TagScheme(document["output_scheme"])
+        decoder = document["onnx"]["decoder"]
+        self.crf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if decoder["kind"] == "crf":
+            self.crf = (
+                np.asarray(decoder["transitions"], dtype=np.float32),
+                np.asarray(decoder["start"], dtype=np.float32),
+                np.asarray(decoder["end"], dtype=np.float32),
+            )
+
+    @property
+    def labels(self) -> list[str]:
+        return self.encoder.labels
+
+    def emissions_of(self, batch: Any) -> np.ndarray:
+        """Emission scores (B, T, K) of one batch from the ONNX graph."""
+        feeds = {
+            "words": batch.words.numpy(),
+            "cases": batch.cases.numpy(),
+            "chars": batch.chars.numpy(),
+            "char_index": batch.char_index.numpy(),
+            "mask": batch.mask.numpy(),
+        }
+        return self.session.run(None, feeds)[0]
+
+    def decode(self, emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.crf is None:
+            return emissions.argmax(axis=2) * mask  # (B, T)
+        return viterbi(emissions, mask, *self.crf)
+
+    def tag(
+        self, sentences: Sequence[Sequence[str]], with_scores: bool = False
+    ) -> tuple[list[list[str]], None]:
+        """Tags in the output scheme for pre-tokenised sentences (no scores)."""
+        data = self.encoder.encode(sentences)
+        labels = self.encoder.labels
+        tags: list[list[str]] = [[] for _ in range(len(data))]
+        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+            batch = data.batch(ids)
+            path = self.decode(self.emissions_of(batch), batch.mask.numpy())
+            for row, i in enumerate(ids):
+                n = int(data.lengths[i])
+                tags[i] = convert(
+                    [labels[j] for j in path[row, :n]], self.model_scheme, self.output_scheme
+                )
+        return tags, None
+
+    # Raw text, entities and evaluation work as for the torch tagger, on top of ``tag``.
+    predict = Tagger.predict
+    evaluate = Tagger.evaluate
