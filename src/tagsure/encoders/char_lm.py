@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from tagsure.config_dict import JsonConfig
 
 UNKNOWN = 0  # index of every character outside the dictionary, and of padding
 SENTENCE_START = "\n"  # what precedes a sentence, as a line break precedes it in training text
@@ -28,7 +30,9 @@ SENTENCE_END = " "
 
 
 @dataclass
-class CharLMConfig:
+class CharLMConfig(JsonConfig):
+    settings_name = "character-LM"
+
     chars: list[str]  # the dictionary; index i + 1 is chars[i], 0 is unknown
     direction: str = "forward"  # "forward" or "backward" (reads the text reversed)
     embedding_dim: int = 100
@@ -44,17 +48,6 @@ class CharLMConfig:
     @property
     def num_symbols(self) -> int:
         return len(self.chars) + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CharLMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown character-LM settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 def build_dictionary(counts: Counter[str], max_chars: int = 300) -> list[str]:

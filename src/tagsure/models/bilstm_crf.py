@@ -9,12 +9,13 @@ come back with a head of another size or without its language models.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import Batch, EncodedSentences, Encoder, bucketed_batches
 from tagsure.data.features import CASING_CLASSES
 from tagsure.encoders.bilstm import BiLSTMEncoder
@@ -38,7 +39,10 @@ LM_FEATURE_BATCH = 64  # sentences per LM pass when computing a corpus's feature
 
 
 @dataclass
-class BiLSTMConfig:
+class BiLSTMConfig(JsonConfig):
+    settings_name = "BiLSTM"
+    data_derived = DATA_DERIVED
+
     num_words: int
     num_chars: int
     num_labels: int
@@ -59,20 +63,9 @@ class BiLSTMConfig:
     # contextual embeddings); needs frozen LMs, as it is computed over a whole input at once
     char_lm_pooling: str = "none"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BiLSTMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown BiLSTM settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
     @classmethod
     def user_settings(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name not in DATA_DERIVED] + [CHAR_LM_FILES]
+        return super().user_settings() + [CHAR_LM_FILES]
 
 
 class BiLSTMTagger(nn.Module):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from tagsure.config_dict import JsonConfig
 from tagsure.data.subwords import SubwordBatch, SubwordEncoder, SubwordSettings
 from tagsure.data.vocab import Vocabulary
 from tagsure.encoders.chars import build_char_encoder
@@ -45,7 +46,10 @@ OFFLINE_HINT = (
 
 
 @dataclass
-class PretrainedConfig:
+class PretrainedConfig(JsonConfig):
+    settings_name = "pretrained-tagger"
+    data_derived = DATA_DERIVED
+
     num_labels: int
     transformer: dict[str, Any] = field(default_factory=dict)  # the HF config.json, as a dict
     pretrained: str = ""  # the directory training started from (provenance only; never read)
@@ -59,23 +63,6 @@ class PretrainedConfig:
     num_chars: int = 0
     char_dim: int = 32
     char_size: int = 64
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PretrainedConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown pretrained-tagger settings {unknown}; known: {sorted(known)}"
-            )
-        return cls(**data)
-
-    @classmethod
-    def user_settings(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name not in DATA_DERIVED]
 
 
 class PretrainedTagger(nn.Module):

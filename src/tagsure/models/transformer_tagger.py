@@ -9,12 +9,13 @@ operations only (see ``encoders/attention.py``). Everything needed to rebuild it
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import Batch, Encoder
 from tagsure.data.features import CASING_CLASSES
 from tagsure.encoders.attention import TransformerEncoder, sinusoidal_positions
@@ -34,7 +35,10 @@ DATA_DERIVED = ("num_words", "num_chars", "num_labels")
 
 
 @dataclass
-class TransformerConfig:
+class TransformerConfig(JsonConfig):
+    settings_name = "transformer"
+    data_derived = DATA_DERIVED
+
     num_words: int
     num_chars: int
     num_labels: int
@@ -53,21 +57,6 @@ class TransformerConfig:
     word_dropout: float = 0.05
     head: str = "crf"  # "crf" or "softmax"
     lowercase_words: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TransformerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown transformer settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-    @classmethod
-    def user_settings(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name not in DATA_DERIVED]
 
 
 class TransformerTagger(nn.Module):
