@@ -138,6 +138,17 @@ def prediction(kind: str, model_file: str, args: argparse.Namespace) -> dict[str
     return out
 
 
+def model_settings(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """[model] settings of a fresh tagger of ``kind`` for the training-throughput phase."""
+    if kind == "pretrained":
+        from tagsure.models.pretrained_tagger import find_minilm
+
+        return {"architecture": "pretrained", "pretrained": str(args.pretrained or find_minilm())}
+    if kind == "bilstm+char-lms":
+        return {"architecture": "bilstm", "char_language_models": args.char_lms}
+    return MODELS[kind]
+
+
 def training_throughput(kind: str, compiled: bool, args: argparse.Namespace) -> dict[str, Any]:
     """Tokens/s of training steps on the same CoNLL train batches, fresh model, after warm-up."""
     from tagsure import TrainConfig, load_corpus
@@ -148,15 +159,22 @@ def training_throughput(kind: str, compiled: bool, args: argparse.Namespace) -> 
 
     torch.manual_seed(args.seed)
     corpus = load_corpus(DATA / "conll2003-en" / "train.txt")
-    config = TrainConfig.from_dict({"model": MODELS[kind]})
+    config = TrainConfig.from_dict({"model": model_settings(kind, args)})
     encoder, model = prepare_model(config, corpus, TagScheme.BIOES)
+    if kind == "pretrained":  # as fine-tuned: lr 5e-5, 16 sentences a batch (see pretrained.md)
+        learning_rate, batch_size = 5e-5, 16
+    else:
+        learning_rate, batch_size = 2e-3, 32
+    features = getattr(model, "frozen_features", None)
     data = encoder.encode(
         [s.tokens for s in corpus.sentences],
         [convert(s.tags or [], corpus.scheme, TagScheme.BIOES) for s in corpus.sentences],
     )
-    batches = bucketed_batches(data.lengths, 32, np.random.default_rng(args.seed))
+    if features is not None:  # frozen character LMs: computed once, as the trainer does
+        data.features = features(data)
+    batches = bucketed_batches(data.lengths, batch_size, np.random.default_rng(args.seed))
     chosen = batches[: args.train_batches]
-    optimizer = build_optimizer(model, "adamw", 2e-3, 0.0, 0.9)
+    optimizer = build_optimizer(model, "adamw", learning_rate, 0.0, 0.9)
     loss_of = compile_network(model, args.backend).loss if compiled else model.loss
     model.train()
 
@@ -190,7 +208,7 @@ def report(results: dict[str, Any]) -> str:
         "train eager tok/s | train compiled tok/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for kind in MODELS:
+    for kind in results.get("predict", {}):
         p = results.get("predict", {}).get(kind)
         t = results.get("train_throughput", {}).get(kind, {})
         if not p:
@@ -225,6 +243,16 @@ def main() -> None:
         action="store_true",
         help="keep the training and prediction results already in --out; re-run phase 3",
     )
+    parser.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="keep the results already in --out; measure these trained taggers' prediction "
+        "(phase 2) and, for NAME pretrained or bilstm+char-lms, training throughput (phase 3)",
+    )
+    parser.add_argument("--pretrained", help="encoder directory for NAME pretrained (MiniLM)")
+    parser.add_argument("--char-lms", nargs="*", default=[], help="LM files, bilstm+char-lms")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -241,6 +269,21 @@ def main() -> None:
         results["table"] = report(results)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
+    if args.add:
+        previous = json.loads(args.out.read_text())
+        results = previous | {"added_command": results["command"], "added": results["started"]}
+        for entry in args.add:
+            name, model_file = entry.split("=", 1)
+            results["predict"][name] = prediction(name, model_file, args) | {"model": model_file}
+            save()
+            if name in ("pretrained", "bilstm+char-lms"):
+                results["train_throughput"][name] = {
+                    mode: training_throughput(name, mode == "compiled", args)
+                    for mode in ("eager", "compiled")
+                }
+                save()
+        print(report(results))
+        return
     if args.only_train_throughput:
         previous = json.loads(args.out.read_text())
         results |= {k: previous[k] for k in ("training", "predict")}

@@ -187,12 +187,15 @@ def tagsure_config(args: argparse.Namespace, best: bool):
         "warmup_fraction": args.warmup,
         "clip_grad_norm": args.clip,
         "seed": args.seed,
+        # like the plain loop: random batches, lengths mixed
+        "group_by_length": False,
     }
     scheme = "IOB2"
     if best:
         model.update(head="crf", char_encoder="cnn", pooling="first_last")
         # layers above the transformer start from scratch: they need a larger rate
         training["head_learning_rate"] = args.head_lr
+        training["group_by_length"] = True  # less padding: faster
         scheme = "BIOES"
     return TrainConfig.from_dict(
         {

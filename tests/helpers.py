@@ -21,6 +21,7 @@ from tagsure.data.conll import Corpus, Sentence
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "tagsure" / "data" / "bundled"
 TINY_MODEL = {"word_dim": 16, "casing_dim": 4, "char_dim": 8, "char_size": 16, "hidden_size": 16}
+TINY_LM = {"hidden_size": 32, "embedding_dim": 16, "batch_size": 16, "sequence_length": 50}
 
 
 def tiny_config(train_path: Path, dev_path: Path, **model: object) -> TrainConfig:
@@ -104,3 +105,18 @@ def ensure_model_can_train_save_and_load(
     # And the same in this process, through the public API.
     assert Tagger.load(model_path).tag(sentences)[0] == before_tags
     return tagger, before_metrics
+
+
+def train_tiny_lms(folder: Path, text: Path, epochs: int = 1, **settings: int) -> list[Path]:
+    """A forward and a backward character LM (TINY_LM) trained on ``text``."""
+    from tagsure.training.lm_trainer import LMTrainConfig, train_lm
+
+    paths = []
+    for direction in ("forward", "backward"):
+        path = folder / f"lm-{direction}.tagsure-lm"
+        config = LMTrainConfig(
+            text=[str(text)], direction=direction, epochs=epochs, **{**TINY_LM, **settings}
+        )
+        train_lm(config, path)
+        paths.append(path)
+    return paths

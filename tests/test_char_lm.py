@@ -25,9 +25,14 @@ from tagsure.storage.lm_file import load_lm
 from tagsure.storage.model_file import ModelFileError
 from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
 from tests.conftest import shared_file
-from tests.helpers import BUNDLED, TINY_MODEL, ensure_model_can_train_save_and_load, write_conll
-
-TINY_LM = {"hidden_size": 32, "embedding_dim": 16, "batch_size": 16, "sequence_length": 50}
+from tests.helpers import (
+    BUNDLED,
+    TINY_LM,
+    TINY_MODEL,
+    ensure_model_can_train_save_and_load,
+    train_tiny_lms,
+    write_conll,
+)
 
 
 def tiny_lm(direction: str, chars: str = "abcdefghijklmnopqrstuvwxyz \n") -> CharLanguageModel:
@@ -108,18 +113,6 @@ def test_lm_file_errors_name_the_file(tmp_path: Path, tiny_model: Path) -> None:
     bad.write_bytes(b"fine line\ncaf\xe9\n")
     with pytest.raises(ValueError, match=r"latin1.txt:2: not UTF-8"):
         train_lm(LMTrainConfig(text=[str(bad)]), tmp_path / "x.lm")
-
-
-def train_tiny_lms(folder: Path, text: Path, epochs: int = 1, **settings: int) -> list[Path]:
-    paths = []
-    for direction in ("forward", "backward"):
-        path = folder / f"lm-{direction}.tagsure-lm"
-        config = LMTrainConfig(
-            text=[str(text)], direction=direction, epochs=epochs, **{**TINY_LM, **settings}
-        )
-        train_lm(config, path)
-        paths.append(path)
-    return paths
 
 
 def bundled_lm_tagger(

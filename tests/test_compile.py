@@ -184,3 +184,54 @@ def test_nothing_switches_graph_errors_to_eager_mode() -> None:
         if "suppress_errors =" in path.read_text() or "suppress_errors=" in path.read_text()
     ]
     assert offenders == []
+
+
+@pytest.fixture(scope="module")
+def pretrained_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, object]:
+    """A tiny random BERT encoder with a softmax head and character features, prepared on
+    WikiANN (dropout off so that eager and compiled steps draw no random masks)."""
+    pytest.importorskip("transformers")
+    from tests.hf_models import make_encoder_dir
+
+    directory = make_encoder_dir(tmp_path_factory.mktemp("bert") / "bert", "bert")
+    corpus = load_corpus(BUNDLED / "wikiann-en-train.txt")
+    chosen = corpus.sentences[:120]
+    model = {"architecture": "pretrained", "pretrained": str(directory), "head": "softmax"}
+    model |= {"char_encoder": "cnn", "pooling": "first_last", "dropout": 0.0}
+    torch.manual_seed(0)
+    config = TrainConfig.from_dict({"model": model})
+    encoder, net = prepare_model(config, corpus, TagScheme.BIOES)
+    tags = [convert(s.tags or [], corpus.scheme, TagScheme.BIOES) for s in chosen]
+    for module in net.modules():  # the HF config's own dropout too
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return net, encoder.encode([s.tokens for s in chosen], tags)
+
+
+def test_pretrained_tagger_compiles_fullgraph_train_step_and_inference(pretrained_setup) -> None:
+    net, data = pretrained_setup
+    compiled_net = compile_network(net, "aot_eager", dynamic=False)
+    net.train()
+    for ids in short_batches(data):
+        batch = data.batch(ids)
+        net.zero_grad()
+        eager_loss = net.loss(batch)
+        eager_loss.backward()
+        eager_grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+        net.zero_grad()
+        loss = compiled_net.loss(batch)
+        loss.backward()
+        torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-4)
+        for name, grad in eager_grads.items():
+            got = dict(net.named_parameters())[name].grad
+            torch.testing.assert_close(got, grad, rtol=1e-4, atol=1e-5, msg=name)
+    net.eval()
+    fast = compile_network(net, "eager")
+    with torch.no_grad():
+        for ids in batches(data):
+            batch = data.batch(ids)
+            torch.testing.assert_close(fast.emissions(batch), net.emissions(batch))
+            assert torch.equal(fast.decode(batch), net.decode(batch))
+    batch = data.batch(short_batches(data)[1])
+    explanation = torch._dynamo.explain(fast._pretrained_emissions)(*fast._named(batch))
+    assert (explanation.graph_break_count, explanation.graph_count) == (0, 1)

@@ -13,33 +13,67 @@ import onnx
 import pytest
 import torch
 
-from tagsure import Tagger, load_corpus, train
+from tagsure import Tagger, TrainConfig, load_corpus, train
 from tagsure.heads.crf import CRF
 from tagsure.heads.viterbi_numpy import viterbi
 from tagsure.serving.onnx_runtime import OnnxTagger
 from tagsure.storage.onnx_export import export_onnx
-from tests.helpers import BUNDLED, tiny_config, write_conll
+from tests.helpers import BUNDLED, tiny_config, train_tiny_lms, write_conll
+from tests.hf_models import make_encoder_dir
 
-TAGGERS = [
-    ("bilstm", "crf"),
-    ("bilstm", "softmax"),
-    ("transformer", "crf"),
-    ("transformer", "softmax"),
-]
+# Every tagger type: name -> [model] settings (architecture and head; LM files and encoder
+# directories are filled in by the fixture).
+TAGGERS = {
+    "bilstm-crf": {"architecture": "bilstm", "head": "crf"},
+    "bilstm-softmax": {"architecture": "bilstm", "head": "softmax"},
+    "transformer-crf": {"architecture": "transformer", "head": "crf", "heads": 2, "ff_size": 32},
+    "transformer-softmax": {"architecture": "transformer", "head": "softmax", "heads": 2},
+    "bilstm-char-lms": {"architecture": "bilstm", "head": "crf", "char_language_models": []},
+    "bilstm-char-lms-pooled": {
+        "architecture": "bilstm",
+        "head": "crf",
+        "char_language_models": [],
+        "char_lm_pooling": "mean",
+    },
+    "pretrained-bert-softmax": {"architecture": "pretrained", "head": "softmax"},
+    "pretrained-roberta-crf-chars": {
+        "architecture": "pretrained",
+        "head": "crf",
+        "char_encoder": "cnn",
+        "pooling": "first_last",
+    },
+}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Tagger]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Tagger]:
     """One small trained tagger of each type (2 epochs on 300 bundled WikiANN sentences)."""
     folder = tmp_path_factory.mktemp("onnx")
     corpus = load_corpus(BUNDLED / "wikiann-en-train.txt")
     train_path = write_conll(folder / "train.txt", corpus.sentences[:300])
     dev_path = write_conll(folder / "dev.txt", corpus.sentences[300:400])
+    text = folder / "text.txt"
+    text.write_text("\n".join(" ".join(s.tokens) for s in corpus.sentences[:1000]))
+    lms = [str(p) for p in train_tiny_lms(folder, text)]
     taggers = {}
-    for kind, head in TAGGERS:
-        extra = {"heads": 2, "ff_size": 32} if kind == "transformer" else {}
-        config = tiny_config(train_path, dev_path, architecture=kind, head=head, **extra)
-        taggers[kind, head] = train(config).tagger
+    for name, settings in TAGGERS.items():
+        model = dict(settings)
+        if "char_language_models" in model:
+            model["char_language_models"] = lms
+        if model["architecture"] == "pretrained":
+            kind = name.split("-")[1]
+            model["pretrained"] = str(make_encoder_dir(folder / kind, kind))
+            config = TrainConfig.from_dict(
+                {
+                    "data": {"train": str(train_path), "dev": str(dev_path)},
+                    "model": model,
+                    "training": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3},
+                }
+            )
+        else:
+            architecture = model.pop("architecture")
+            config = tiny_config(train_path, dev_path, architecture=architecture, **model)
+        taggers[name] = train(config).tagger
     return taggers
 
 
@@ -60,11 +94,11 @@ def test_numpy_viterbi_equals_the_torch_crf() -> None:
     assert np.array_equal(viterbi(emissions.numpy(), mask.numpy(), trans, start, end), expected)
 
 
-@pytest.mark.parametrize(("kind", "head"), TAGGERS)
+@pytest.mark.parametrize("name", TAGGERS)
 def test_onnx_runtime_tags_equal_pytorch_on_wikiann(
-    trained: dict, kind: str, head: str, tmp_path: Path
+    trained: dict, name: str, tmp_path: Path
 ) -> None:
-    tagger = trained[kind, head]
+    tagger = trained[name]
     path = tmp_path / "model.onnx"
     export_onnx(tagger, path)
     runtime = OnnxTagger(path)  # only the .onnx file: no .tagsure file was ever written
@@ -72,18 +106,22 @@ def test_onnx_runtime_tags_equal_pytorch_on_wikiann(
     assert runtime.tag(sentences)[0] == tagger.tag(sentences)[0]
     # Emissions themselves agree to float tolerance, batch by batch (dynamic B, T, U, L).
     data = tagger.encoder.encode(sentences[:300])
+    tagger._attach_features(data)  # LM features of the whole input (pooled: over all of it)
     for ids in (np.arange(64), np.arange(64, 65), np.arange(100, 300)):
         batch = data.batch(ids)
         with torch.no_grad():
             expected = tagger.model.emissions(batch).numpy()
-        got = runtime.emissions_of(batch)
+        pooled = None
+        if "pooled" in name:  # the pooled half of the cached features, as the runtime pools
+            pooled = batch.features[:, :, batch.features.shape[2] // 2 :]
+        got = runtime.emissions_of(batch, pooled)
         assert got.shape == expected.shape
         mask = batch.mask.numpy()
         np.testing.assert_allclose(got[mask], expected[mask], atol=1e-4, rtol=1e-4)
 
 
 def test_the_onnx_file_is_self_contained_and_dynamic(trained: dict, tmp_path: Path) -> None:
-    tagger = trained["bilstm", "crf"]
+    tagger = trained["bilstm-crf"]
     path = tmp_path / "model.onnx"
     export_onnx(tagger, path)
     model = onnx.load(str(path))
@@ -124,11 +162,11 @@ def test_a_foreign_onnx_file_is_refused_with_the_fix(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "head"), [("bilstm", "crf"), ("transformer", "crf")])
+@pytest.mark.parametrize("name", TAGGERS)
 def test_onnx_runtime_tags_equal_pytorch_on_conll_dev(
-    trained: dict, kind: str, head: str, conll_dev: Path, tmp_path: Path
+    trained: dict, name: str, conll_dev: Path, tmp_path: Path
 ) -> None:
-    tagger = trained[kind, head]
+    tagger = trained[name]
     export_onnx(tagger, tmp_path / "model.onnx")
     sentences = [s.tokens for s in load_corpus(conll_dev).sentences]
     assert OnnxTagger(tmp_path / "model.onnx").tag(sentences)[0] == tagger.tag(sentences)[0]

@@ -13,6 +13,7 @@ import torch
 from tagsure import TrainConfig, load_corpus, train
 from tagsure.data.subwords import plan_windows
 from tagsure.models.pretrained_tagger import find_minilm, local_model_dir
+from tagsure.storage.inspect import inspect_path
 from tagsure.training.schedule import warmup_linear
 from tests.helpers import BUNDLED, ensure_model_can_train_save_and_load, write_conll
 from tests.hf_models import make_encoder_dir
@@ -153,6 +154,11 @@ def test_train_save_and_load(
     assert tagger.model.emission.out_features == len(tagger.labels)
     # the file needs no model directory: it names none it would read
     assert tagger.model.config.transformer["model_type"] == kind
+    # inspect summarises the stored tokenizer instead of printing all of its JSON
+    report = inspect_path(tmp_path / "model.tagsure").to_dict()
+    tokenizer = report["tagsure"]["subwords"]["tokenizer_json"]
+    assert tokenizer["vocab_size"] == tagger.encoder.tokenizer.get_vocab_size()
+    assert tokenizer["model"] in ("WordPiece", "BPE")
 
 
 def test_frozen_encoder_keeps_its_weights(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tagsure import TrainConfig, load_corpus, train
+from tagsure.data.batching import bucketed_batches, shuffled_batches
 from tagsure.evaluation.metrics import evaluate
 from tests.helpers import BUNDLED, TINY_MODEL, write_conll
 
@@ -88,3 +90,27 @@ def test_metrics_on_real_predictions_equal_seqeval(small_files: tuple[Path, Path
         assert prf.precision == pytest.approx(reference[label]["precision"], abs=1e-12)
         assert prf.recall == pytest.approx(reference[label]["recall"], abs=1e-12)
         assert prf.gold == reference[label]["support"]
+
+
+def test_random_batches_cover_every_sentence_once_and_mix_lengths() -> None:
+    lengths = np.repeat(np.arange(1, 41), 8)  # 320 sentences, 8 of each length
+    rng = np.random.default_rng(0)
+    for make in (
+        lambda: bucketed_batches(lengths, 16, rng),
+        lambda: shuffled_batches(len(lengths), 16, rng),
+    ):
+        batches = make()
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    spread = [np.ptp(lengths[ids]) for ids in shuffled_batches(len(lengths), 16, rng)]
+    grouped = [np.ptp(lengths[ids]) for ids in bucketed_batches(lengths, 16, rng)]
+    assert max(grouped) <= 1 and np.median(spread) > 20
+
+
+def test_group_by_length_off_trains_reproducibly_on_other_batches(
+    small_files: tuple[Path, Path],
+) -> None:
+    grouped = train(config_for(*small_files, seed=7)).tagger.model.state_dict()
+    mixed = train(config_for(*small_files, seed=7, group_by_length=False)).tagger.model
+    again = train(config_for(*small_files, seed=7, group_by_length=False)).tagger.model
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in mixed.state_dict().items())
+    assert not all(torch.equal(v, mixed.state_dict()[k]) for k, v in grouped.items())

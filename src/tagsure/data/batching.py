@@ -190,6 +190,14 @@ def bucketed_batches(
     return batches
 
 
+def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of sentences in random order, lengths mixed (what ``transformers``' Trainer does
+    unless ``group_by_length``): more padding than :func:`bucketed_batches`, but no batch is
+    made only of very short or very long sentences."""
+    order = rng.permutation(count)
+    return [order[i : i + batch_size] for i in range(0, count, batch_size)]
+
+
 def iterate_batches(
     data: EncodedSentences, batch_size: int, rng: np.random.Generator | None = None
 ) -> Iterator[Batch]:

@@ -58,11 +58,30 @@ def build_dictionary(counts: Counter[str], max_chars: int = 300) -> list[str]:
     return ranked
 
 
+class CharLMText:
+    """What a character LM reads, without its weights: its dictionary and direction.
+
+    Enough to turn sentences into the LM's input ids, e.g. to feed an exported ONNX graph.
+    """
+
+    def __init__(self, config: CharLMConfig) -> None:
+        self.config = config
+        self.index = {c: i + 1 for i, c in enumerate(config.chars)}
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """Character indices of ``text`` in reading order (reversed for a backward model)."""
+        if self.config.direction == "backward":
+            text = text[::-1]
+        get = self.index.get
+        return np.fromiter((get(c, UNKNOWN) for c in text), dtype=np.int64, count=len(text))
+
+
 class CharLanguageModel(nn.Module):
     def __init__(self, config: CharLMConfig) -> None:
         super().__init__()
         self.config = config
-        self.index = {c: i + 1 for i, c in enumerate(config.chars)}
+        self.text = CharLMText(config)
+        self.index = self.text.index
         self.embedding = nn.Embedding(config.num_symbols, config.embedding_dim)
         self.lstm = nn.LSTM(
             config.embedding_dim,
@@ -75,11 +94,7 @@ class CharLanguageModel(nn.Module):
         self.decoder = nn.Linear(config.hidden_size, config.num_symbols)
 
     def encode_text(self, text: str) -> np.ndarray:
-        """Character indices of ``text`` in reading order (reversed for a backward model)."""
-        if self.config.direction == "backward":
-            text = text[::-1]
-        get = self.index.get
-        return np.fromiter((get(c, UNKNOWN) for c in text), dtype=np.int64, count=len(text))
+        return self.text.encode_text(text)
 
     def forward(
         self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -101,7 +116,9 @@ class SentenceChars:
     positions: torch.Tensor  # (B, T) index in `ids` of the state that embeds each word
 
 
-def sentence_chars(lm: CharLanguageModel, sentences: Sequence[Sequence[str]]) -> SentenceChars:
+def sentence_chars(
+    lm: CharLanguageModel | CharLMText, sentences: Sequence[Sequence[str]]
+) -> SentenceChars:
     """The text the LM reads for each sentence: start marker, words joined by spaces, end marker.
 
     A forward model embeds a word by its state at the word's last character; a backward model
@@ -149,10 +166,13 @@ class ContextualStringEmbeddings(nn.Module):
         return self
 
     def forward(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        return self.embed([sentence_chars(lm, sentences) for lm in self.lms])
+
+    def embed(self, inputs: Sequence[SentenceChars]) -> torch.Tensor:
+        """The word vectors (B, T, D) from each LM's input tensors: tensors only, so it traces."""
         outputs = []
         with torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()):
-            for lm in self.lms:
-                chars = sentence_chars(lm, sentences)
+            for lm, chars in zip(self.lms, inputs, strict=True):
                 hidden, _ = lm(chars.ids)  # (B, L, H)
                 index = chars.positions.unsqueeze(2).expand(-1, -1, hidden.size(2))
                 outputs.append(hidden.gather(1, index))  # (B, T, H)

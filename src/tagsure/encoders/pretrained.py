@@ -113,6 +113,10 @@ class PretrainedEncoder(nn.Module):
                     )
                 ]
                 layers = tuple(torch.cat(parts) for parts in zip(*chunks, strict=True))
+        return self.pool(layers, batch)
+
+    def pool(self, layers: tuple[torch.Tensor, ...], batch: SubwordBatch) -> torch.Tensor:
+        """One vector per word (B, T, output_dim) from the windows' subword states."""
         states = self.mix(layers) if self.mix is not None else layers[0]  # (W, S, H)
         W, S, H = states.shape
         B, T = batch.mask.shape

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,11 +20,17 @@ from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import Batch, EncodedSentences, Encoder, bucketed_batches
 from tagsure.data.features import CASING_CLASSES
 from tagsure.encoders.bilstm import BiLSTMEncoder
-from tagsure.encoders.char_lm import CharLMConfig, ContextualStringEmbeddings, pooled_by_word
+from tagsure.encoders.char_lm import (
+    CharLMConfig,
+    ContextualStringEmbeddings,
+    SentenceChars,
+    pooled_by_word,
+)
 from tagsure.encoders.chars import build_char_encoder
 from tagsure.encoders.words import LockedDropout, WordDropout, read_word_vectors
 from tagsure.heads.crf import CRF
 from tagsure.heads.softmax import Softmax
+from tagsure.models.graph_inputs import LM_POOLED, lm_input_names
 
 if TYPE_CHECKING:
     from tagsure.data.conll import Corpus
@@ -130,6 +137,34 @@ class BiLSTMTagger(nn.Module):
         x = self.dropout(torch.cat(parts, dim=2))
         h = self.dropout(self.encoder(x, batch.lengths))  # (B, T, 2H)
         return self.emission(h)
+
+    def graph_outputs(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Emissions (and, pooled, the LM features) from the named tensors of
+        :mod:`tagsure.models.graph_inputs`; the character LMs run inside, on their inputs."""
+        mask = inputs["mask"]
+        batch = Batch(
+            inputs["words"],
+            inputs["cases"],
+            inputs["chars"],
+            inputs["char_index"],
+            mask,
+            mask.sum(dim=1),
+            None,
+            np.empty(0),
+            [],
+        )
+        if self.char_lm is None:
+            return (self.emissions(batch),)
+        lm_inputs = [
+            SentenceChars(inputs[ids], inputs[positions])
+            for ids, positions in map(lm_input_names, range(len(self.char_lm.lms)))
+        ]
+        lm = self.char_lm.embed(lm_inputs)  # (B, T, D)
+        if not self.pooled:
+            batch.features = lm
+            return (self.emissions(batch),)
+        batch.features = torch.cat([lm, inputs[LM_POOLED]], dim=2)
+        return self.emissions(batch), lm
 
     @torch.no_grad()
     def frozen_features(self, data: EncodedSentences) -> torch.Tensor | None:

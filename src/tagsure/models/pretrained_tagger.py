@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -103,7 +104,9 @@ class PretrainedTagger(nn.Module):
             raise ValueError(f"unknown head {config.head!r}; choose 'crf' or 'softmax'")
 
     def features(self, batch: SubwordBatch) -> torch.Tensor:
-        words = self.encoder(batch)  # (B, T, H)
+        return self._beside_chars(self.encoder(batch), batch)  # (B, T, H [+ C])
+
+    def _beside_chars(self, words: torch.Tensor, batch: SubwordBatch) -> torch.Tensor:
         if self.chars is not None:
             assert batch.chars is not None and batch.char_index is not None
             chars = self.chars(batch.chars)[batch.char_index]  # (U, C) -> (B, T, C)
@@ -113,6 +116,31 @@ class PretrainedTagger(nn.Module):
     def emissions(self, batch: SubwordBatch) -> torch.Tensor:
         """Per-word label scores (B, T, K) before the head's decoding."""
         return self.emission(self.features(batch))
+
+    def graph_outputs(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Emissions from the named tensors of :mod:`tagsure.models.graph_inputs`.
+
+        All windows go through the transformer in one pass (``emissions`` splits a large batch
+        into groups of windows at prediction; a graph can't, its window count is dynamic).
+        """
+        mask = inputs["mask"]
+        batch = SubwordBatch(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            first=inputs["first"],
+            last=inputs["last"],
+            piece_word=inputs["piece_word"],
+            pieces=inputs["pieces"],
+            mask=mask,
+            lengths=mask.sum(dim=1),
+            tags=None,
+            sentence_ids=np.empty(0),
+            chars=inputs.get("chars"),
+            char_index=inputs.get("char_index"),
+        )
+        layers = self.encoder.subword_states(batch.input_ids, batch.attention_mask)
+        words = self.encoder.pool(layers, batch)  # (B, T, H)
+        return (self.emission(self._beside_chars(words, batch)),)
 
     def loss(self, batch: SubwordBatch) -> torch.Tensor:
         assert batch.tags is not None, "training batches carry tags"

@@ -23,6 +23,7 @@ from tagsure.encoders.chars import CharCNN
 from tagsure.encoders.words import WordDropout, read_word_vectors
 from tagsure.heads.crf import CRF
 from tagsure.heads.softmax import Softmax
+from tagsure.models.graph_inputs import WORD_INPUTS
 
 if TYPE_CHECKING:
     from tagsure.data.conll import Corpus
@@ -126,6 +127,10 @@ class TransformerTagger(nn.Module):
             x = x + sinusoidal_positions(words.shape[1], x.shape[2]).to(x.device)
         h = self.dropout(self.encoder(self.dropout(x), mask))  # (B, T, D)
         return self.emission(h)
+
+    def graph_outputs(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Emissions from the named tensors of :mod:`tagsure.models.graph_inputs`."""
+        return (self(*(inputs[name] for name in WORD_INPUTS)),)
 
     def emissions(self, batch: Batch) -> torch.Tensor:
         """Per-token label scores (B, T, K) before the head's decoding."""

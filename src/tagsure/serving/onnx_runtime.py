@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from tagsure.data.batching import bucketed_batches
 from tagsure.data.schemes import TagScheme, convert
+from tagsure.encoders.char_lm import pooled_by_word
 from tagsure.heads.viterbi_numpy import viterbi
-from tagsure.models import registry
+from tagsure.models import graph_inputs, registry
 from tagsure.storage.onnx_export import METADATA_KEY
 from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger
 
@@ -64,20 +66,48 @@ class OnnxTagger:
                 np.asarray(decoder["end"], dtype=np.float32),
             )
 
+        # The exporter drops inputs the graph doesn't read (e.g. `last` with first-subword pooling)
+        used = {i.name for i in self.session.get_inputs()}
+        self.inputs = [n for n in graph_inputs.input_names(config) if n in used]
+        self.lm_texts = graph_inputs.lm_texts(config)
+        self.pooled_width = (
+            sum(int(c["hidden_size"]) for c in config.char_lms)
+            if graph_inputs.pooled(config)
+            else 0
+        )
+
     @property
     def labels(self) -> list[str]:
         return self.encoder.labels
 
-    def emissions_of(self, batch: Any) -> np.ndarray:
+    def emissions_of(self, batch: Any, pooled: torch.Tensor | None = None) -> np.ndarray:
         """Emission scores (B, T, K) of one batch from the ONNX graph."""
-        feeds = {
-            "words": batch.words.numpy(),
-            "cases": batch.cases.numpy(),
-            "chars": batch.chars.numpy(),
-            "char_index": batch.char_index.numpy(),
-            "mask": batch.mask.numpy(),
-        }
-        return self.session.run(None, feeds)[0]
+        return self.session.run([graph_inputs.EMISSIONS], self._feeds(batch, pooled))[0]
+
+    def _feeds(self, batch: Any, pooled: torch.Tensor | None) -> dict[str, np.ndarray]:
+        named = graph_inputs.feeds(batch, self.inputs, self.lm_texts, pooled)
+        return {name: tensor.numpy() for name, tensor in named.items()}
+
+    def _pooled_features(self, data: Any) -> torch.Tensor:
+        """(tokens, D) pooled LM features of a whole input, as ``frozen_features`` computes
+        them: every sentence's LM vectors from the graph, then their running mean per word."""
+        features = torch.empty(data.num_tokens, self.pooled_width)
+        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+            batch = data.batch(ids)
+            zeros = torch.zeros(*batch.mask.shape, self.pooled_width)
+            lm = self.session.run([graph_inputs.LM_FEATURES], self._feeds(batch, zeros))[0]
+            for row, i in enumerate(ids):
+                start, n = int(data.offsets[i]), int(data.lengths[i])
+                features[start : start + n] = torch.from_numpy(lm[row, :n])
+        return pooled_by_word(features, data.type_ids)
+
+    def _batch_pooled(self, pooled: torch.Tensor, data: Any, batch: Any) -> torch.Tensor:
+        """The rows of the input's pooled features that belong to ``batch``, padded (B, T, D)."""
+        out = torch.zeros(*batch.mask.shape, self.pooled_width)
+        for row, i in enumerate(batch.sentence_ids):
+            start, n = int(data.offsets[i]), int(data.lengths[i])
+            out[row, :n] = pooled[start : start + n]
+        return out
 
     def decode(self, emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.crf is None:
@@ -91,9 +121,11 @@ class OnnxTagger:
         data = self.encoder.encode(sentences)
         labels = self.encoder.labels
         tags: list[list[str]] = [[] for _ in range(len(data))]
+        pooled = self._pooled_features(data) if self.pooled_width else None
         for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
             batch = data.batch(ids)
-            path = self.decode(self.emissions_of(batch), batch.mask.numpy())
+            batch_pooled = None if pooled is None else self._batch_pooled(pooled, data, batch)
+            path = self.decode(self.emissions_of(batch, batch_pooled), batch.mask.numpy())
             for row, i in enumerate(ids):
                 n = int(data.lengths[i])
                 tags[i] = convert(

@@ -445,7 +445,27 @@ def _apply_tagsure_document(result: Inspection) -> None:
             str(k): (len(v) if isinstance(v, Sequence | Mapping) else _jsonable(v))
             for k, v in vocabularies.items()
         }
+    subwords = doc.get("subwords")
+    if isinstance(subwords, Mapping) and isinstance(subwords.get("tokenizer_json"), str):
+        # A pretrained encoder's tokenizer (megabytes of JSON): report what it is, not all of it.
+        summary["subwords"] = dict(subwords) | {
+            "tokenizer_json": _tokenizer_summary(subwords["tokenizer_json"])
+        }
     result.tagsure = _jsonable(summary)
+
+
+def _tokenizer_summary(tokenizer_json: str) -> dict[str, Any]:
+    try:
+        spec = json.loads(tokenizer_json)
+        model = spec.get("model") or {}
+        vocab = model.get("vocab")
+        return {
+            "model": model.get("type"),
+            "vocab_size": len(vocab) if isinstance(vocab, Sequence | Mapping) else None,
+            "characters": len(tokenizer_json),
+        }
+    except (ValueError, AttributeError):
+        return {"characters": len(tokenizer_json), "valid_json": False}
 
 
 def _apply_hf_config(directory: Path, result: Inspection) -> None:

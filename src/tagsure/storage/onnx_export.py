@@ -1,16 +1,18 @@
-"""Export a tagger's emission network to one self-contained ONNX file.
+"""Export a tagger's emission network to one self-contained ONNX file, for every architecture.
 
-The graph takes the tensors of a batch (``words``, ``cases``, ``chars``, ``char_index``,
-``mask``) with dynamic batch size B, sentence length T, unique-token count U and word length L,
-and returns the emission scores (B, T, K). Decoding stays outside the graph: arg-max for a
-softmax head, Viterbi in NumPy (``heads/viterbi_numpy.py``) for a CRF. Everything else the
-tagger needs is written into the file's ``metadata_props`` under ``tagsure``: the model document
-of the .tagsure file (architecture, config, labels, tag schemes, vocabularies) plus the CRF's
-masked transition scores, so ``tagsure predict --onnx model.onnx`` needs no other file.
+The graph takes the named tensors of a batch that :mod:`tagsure.models.graph_inputs` defines for
+the network (word and character ids; character-LM inputs, the LMs running in the graph; or the
+subword windows of a pretrained encoder), every size dynamic (batch, sentence length, unique
+tokens, word length, windows, subwords, LM characters), and returns the emission scores
+(B, T, K). Decoding stays outside the graph: arg-max for a softmax head, Viterbi in NumPy
+(``heads/viterbi_numpy.py``) for a CRF. Everything else the tagger needs is written into the
+file's ``metadata_props`` under ``tagsure``: the model document of the .tagsure file
+(architecture, config, labels, tag schemes, vocabularies or tokenizer) plus the CRF's masked
+transition scores, so ``tagsure predict --onnx model.onnx`` needs no other file.
 
 We use the TorchScript-based exporter (``dynamo=False``): it turns ``nn.LSTM`` into the ONNX
-LSTM operator and keeps every dimension above dynamic, for the BiLSTM (whose character batch
-has a size of its own, U) as for the transformer.
+LSTM operator and keeps every dimension above dynamic. Tracing runs a real batch whose inputs
+all carry padding, so no attention mask is traced as "all ones".
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tagsure.data.batching import Batch
 from tagsure.heads.crf import CRF, FORBIDDEN
+from tagsure.models import graph_inputs
 
 if TYPE_CHECKING:
     from tagsure.tagger import Tagger
@@ -34,37 +36,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "tagsure"
-INPUTS = ["words", "cases", "chars", "char_index", "mask"]
-OUTPUT = "emissions"
 OPSET = 17
-DYNAMIC_AXES = {
-    "words": {0: "batch", 1: "steps"},
-    "cases": {0: "batch", 1: "steps"},
-    "chars": {0: "unique_tokens", 1: "word_chars"},
-    "char_index": {0: "batch", 1: "steps"},
-    "mask": {0: "batch", 1: "steps"},
-    OUTPUT: {0: "batch", 1: "steps"},
-}
 
 
 class EmissionGraph(nn.Module):
-    """The network's emission scores as a function of tensors only: what is exported."""
+    """The network's outputs as a function of named tensors only: what is exported."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.names = graph_inputs.input_names(model.config)
 
-    def forward(
-        self,
-        words: torch.Tensor,  # (B, T)
-        cases: torch.Tensor,  # (B, T)
-        chars: torch.Tensor,  # (U, L)
-        char_index: torch.Tensor,  # (B, T)
-        mask: torch.Tensor,  # (B, T) bool
-    ) -> torch.Tensor:
-        lengths = mask.sum(dim=1)  # (B,) computed in the graph, so callers pass tensors only
-        batch = Batch(words, cases, chars, char_index, mask, lengths, None, np.empty(0), [])
-        return self.model.emissions(batch)  # (B, T, K)
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.graph_outputs(dict(zip(self.names, tensors, strict=True)))
 
 
 def onnx_document(tagger: Tagger) -> dict[str, Any]:
@@ -80,32 +64,29 @@ def onnx_document(tagger: Tagger) -> dict[str, Any]:
         # numbers the torch CRF uses.
         decoder.update(transitions=trans.tolist(), start=start.tolist(), end=end.tolist())
         decoder["forbidden"] = FORBIDDEN
-    document["onnx"] = {"inputs": INPUTS, "output": OUTPUT, "decoder": decoder, "opset": OPSET}
+    config = tagger.model.config
+    document["onnx"] = {
+        "inputs": graph_inputs.input_names(config),
+        "outputs": graph_inputs.output_names(config),
+        "decoder": decoder,
+        "opset": OPSET,
+    }
     return document
 
 
 def example_inputs(tagger: Tagger) -> tuple[torch.Tensor, ...]:
-    """A real batch of two sentences of different lengths, for tracing."""
-    data = tagger.encoder.encode([["Tracing", "the", "graph", "."], ["Paris"]])
-    batch = data.batch([0, 1])
-    return batch.words, batch.cases, batch.chars, batch.char_index, batch.mask
-
-
-def refuse_unsupported(tagger: Tagger) -> None:
-    """Taggers whose inputs are not the word/char tensors above can't be exported yet."""
-    from tagsure.models import registry
-
-    kind = registry.architecture_of(tagger.model).kind
-    if kind not in ("bilstm", "transformer"):
-        raise ValueError(
-            f"ONNX export supports the 'bilstm' and 'transformer' architectures, not {kind!r} "
-            "yet; for a pretrained encoder without a CRF use `tagsure export --format hf`"
-        )
-    if getattr(tagger.model, "char_lm", None) is not None:
-        raise ValueError(
-            "ONNX export of a tagger with character language models is not supported yet: "
-            "the LMs read the sentences' text, which the exported graph does not take"
-        )
+    """A real batch of sentences of different lengths, for tracing: padding in every input, so
+    no mask can be traced as all ones."""
+    sentences = [["Tracing", "the", "graph", "of", "Berlin", "."], ["Paris"], ["New", "York"]]
+    data = tagger.encoder.encode(sentences)
+    batch = data.batch(np.arange(len(sentences)))
+    config = tagger.model.config
+    pooled = None
+    if graph_inputs.pooled(config):
+        pooled = torch.zeros(*batch.mask.shape, tagger.model.char_lm.output_dim)
+    names = graph_inputs.input_names(config)
+    texts = graph_inputs.lm_texts(config)
+    return tuple(graph_inputs.feeds(batch, names, texts, pooled).values())
 
 
 def export_onnx(tagger: Tagger, path: str | os.PathLike[str]) -> None:
@@ -116,8 +97,8 @@ def export_onnx(tagger: Tagger, path: str | os.PathLike[str]) -> None:
     """
     import onnx
 
-    refuse_unsupported(tagger)
     graph = EmissionGraph(tagger.model).eval()
+    outputs = graph_inputs.output_names(tagger.model.config)
     with torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo=True, which we don't use:
         # see the module doc.
@@ -126,9 +107,9 @@ def export_onnx(tagger: Tagger, path: str | os.PathLike[str]) -> None:
             graph,
             example_inputs(tagger),
             str(path),
-            input_names=INPUTS,
-            output_names=[OUTPUT],
-            dynamic_axes=DYNAMIC_AXES,
+            input_names=graph.names,
+            output_names=outputs,
+            dynamic_axes=graph_inputs.dynamic_axes([*graph.names, *outputs]),
             opset_version=OPSET,
             dynamo=False,
         )

@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from tagsure.data.batching import Batch
 from tagsure.heads.crf import CRF
+from tagsure.models import graph_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class CompiledNetwork:
         crf_in_graph: bool = False,
     ) -> None:
         from tagsure.models.bilstm_crf import BiLSTMTagger
+        from tagsure.models.pretrained_tagger import PretrainedTagger
         from tagsure.models.transformer_tagger import TransformerTagger
 
         self.model = model
@@ -187,6 +189,13 @@ class CompiledNetwork:
                 "embeddings, casing" + (", char CNN" if chars_compile else ""),
                 "emission layer",
             ]
+        elif isinstance(model, PretrainedTagger):
+            # The graph inputs of graph_inputs.py: subword windows and word positions.
+            self._names = graph_inputs.input_names(model.config)
+            self._graph = _within_limit(torch.compile(self._pretrained_emissions, **options))
+            if head_in_graph:
+                self._named_loss = _within_limit(torch.compile(self._pretrained_loss, **options))
+            self.compiled_parts = ["the transformer, pooling and emission layer (fullgraph)"]
         else:
             raise ValueError(f"{type(model).__name__}: no compiled version; use eager mode")
         if head_in_graph:
@@ -208,6 +217,8 @@ class CompiledNetwork:
         return self.model.parameters()
 
     def emissions(self, batch: Batch) -> torch.Tensor:
+        if hasattr(self, "_graph"):  # subword batches: compiled as they come, no padding
+            return self._graph(*self._named(batch))
         b, steps = batch.words.shape
         return self._padded_emissions(pad_batch(batch))[:b, :steps]  # (B, T, K)
 
@@ -218,6 +229,10 @@ class CompiledNetwork:
 
     def loss(self, batch: Batch) -> torch.Tensor:
         assert batch.tags is not None, "training batches carry tags"
+        if hasattr(self, "_graph"):
+            if hasattr(self, "_named_loss"):
+                return self._named_loss(batch.tags, *self._named(batch))
+            return self._head_loss(self.model.head, self.emissions(batch), batch.tags, batch.mask)
         b = pad_batch(batch)
         if hasattr(self, "_head_loss"):  # a CRF recursion kept outside the graph
             return self._head_loss(self.model.head, self._padded_emissions(b), b.tags, b.mask)
@@ -242,6 +257,16 @@ class CompiledNetwork:
         return head_loss(
             self.model.head, self.model(words, cases, chars, char_index, mask), tags, mask
         )
+
+    def _named(self, batch: Any) -> list[torch.Tensor]:
+        return list(graph_inputs.feeds(batch, self._names).values())
+
+    def _pretrained_emissions(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model.graph_outputs(dict(zip(self._names, tensors, strict=True)))[0]
+
+    def _pretrained_loss(self, tags: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        mask = tensors[self._names.index("mask")]
+        return head_loss(self.model.head, self._pretrained_emissions(*tensors), tags, mask)
 
     def _bilstm_words(self, words: torch.Tensor, cases: torch.Tensor) -> torch.Tensor:
         m = self.model

@@ -55,6 +55,9 @@ class OptimConfig:
     min_learning_rate: float = 1e-5  # stop when annealing goes below
     early_stopping_patience: int = 8  # epochs without improvement before stopping
     seed: int = 1
+    # True: batches of sentences of similar length (little padding, fast); False: random
+    # batches, lengths mixed, as transformers' Trainer does by default (see docs/training.md)
+    group_by_length: bool = True
     # Fine-tuning a pretrained transformer (off by default):
     warmup_fraction: float = 0.0  # > 0: linear warm-up over this share of the planned steps,
     # then linear decay to zero at the end of `epochs`

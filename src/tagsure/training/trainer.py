@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from tagsure.data.batching import EncodedSentences, bucketed_batches
+from tagsure.data.batching import EncodedSentences, bucketed_batches, shuffled_batches
 from tagsure.data.conll import Corpus
 from tagsure.data.schemes import TagScheme, convert
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
@@ -259,7 +259,10 @@ class _Run:
         stop_reason = f"reached {opt.epochs} epochs"
         while state.epoch <= opt.epochs:
             rng = np.random.default_rng([opt.seed, state.epoch])
-            batches = bucketed_batches(self.train_data.lengths, opt.batch_size, rng)
+            if opt.group_by_length:
+                batches = bucketed_batches(self.train_data.lengths, opt.batch_size, rng)
+            else:
+                batches = shuffled_batches(len(self.train_data), opt.batch_size, rng)
             progress.epoch_start(state.epoch, len(batches))
             model.train()
             out_of_time = False

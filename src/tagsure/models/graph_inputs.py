@@ -1,0 +1,117 @@
+"""A network's batch as a fixed list of named tensors: what an exported or compiled graph takes.
+
+A network reads a batch object (word ids, character ids, subword windows, character-LM inputs).
+A graph takes tensors only, so each network names the tensors it needs
+(:func:`input_names`, from its config alone), rebuilds its batch from them
+(``network.graph_outputs(inputs)``), and :func:`feeds` builds them from a batch. The same names
+serve the ONNX exporter, ONNX Runtime (which has no torch network) and ``torch.compile``.
+
+* BiLSTM and transformer taggers: ``words``, ``cases``, ``chars``, ``char_index``, ``mask``.
+* With character LMs, per LM *i*: ``lm{i}_ids`` (the sentences' characters as that LM reads them)
+  and ``lm{i}_positions`` (the state that embeds each word); the LMs run inside the graph. With
+  pooled LM embeddings (``char_lm_pooling = "mean"``), which average over a whole input, the
+  graph also takes ``lm_pooled`` and returns the batch's ``lm_features`` beside the emissions:
+  the runtime gets every sentence's LM features first, pools them, then tags.
+* Pretrained-encoder taggers: the subword windows (``input_ids``, ``attention_mask``), where
+  each word's subwords sit (``first``, ``last``, ``piece_word``, ``pieces``), ``mask``, and
+  ``chars``/``char_index`` with character features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tagsure.encoders.char_lm import CharLMConfig, CharLMText, sentence_chars
+
+EMISSIONS = "emissions"
+LM_FEATURES = "lm_features"  # (B, T, D) the LMs' word vectors, pooled taggers only
+LM_POOLED = "lm_pooled"  # (B, T, D) their mean over earlier occurrences in the input
+WORD_INPUTS = ["words", "cases", "chars", "char_index", "mask"]
+SUBWORD_INPUTS = ["input_ids", "attention_mask", "first", "last", "piece_word", "pieces", "mask"]
+
+_STEPS = {0: "batch", 1: "steps"}
+AXES: dict[str, dict[int, str]] = {
+    "words": _STEPS,
+    "cases": _STEPS,
+    "chars": {0: "unique_tokens", 1: "word_chars"},
+    "char_index": _STEPS,
+    "mask": _STEPS,
+    "input_ids": {0: "windows", 1: "subwords"},
+    "attention_mask": {0: "windows", 1: "subwords"},
+    "piece_word": {0: "windows", 1: "subwords"},
+    "first": _STEPS,
+    "last": _STEPS,
+    "pieces": _STEPS,
+    LM_POOLED: _STEPS,
+    LM_FEATURES: _STEPS,
+    EMISSIONS: _STEPS,
+}
+
+
+def lm_input_names(index: int) -> tuple[str, str]:
+    return f"lm{index}_ids", f"lm{index}_positions"
+
+
+def input_names(config: Any) -> list[str]:
+    """The graph inputs of the network ``config`` describes, in order."""
+    if hasattr(config, "transformer"):  # a pretrained encoder
+        chars = ["chars", "char_index"] if config.char_encoder != "none" else []
+        return SUBWORD_INPUTS + chars
+    names = list(WORD_INPUTS)
+    for i in range(len(getattr(config, "char_lms", []))):
+        names += lm_input_names(i)
+    if pooled(config):
+        names.append(LM_POOLED)
+    return names
+
+
+def output_names(config: Any) -> list[str]:
+    return [EMISSIONS, LM_FEATURES] if pooled(config) else [EMISSIONS]
+
+
+def pooled(config: Any) -> bool:
+    return bool(getattr(config, "char_lms", [])) and config.char_lm_pooling != "none"
+
+
+def dynamic_axes(names: Sequence[str]) -> dict[str, dict[int, str]]:
+    axes = {}
+    for name in names:
+        if name.startswith("lm") and name.endswith("_ids"):
+            axes[name] = {0: "batch", 1: f"{name.removesuffix('_ids')}_chars"}
+        elif name.startswith("lm") and name.endswith("_positions"):
+            axes[name] = _STEPS
+        else:
+            axes[name] = AXES[name]
+    return axes
+
+
+def lm_texts(config: Any) -> list[CharLMText]:
+    """What each of the config's character LMs reads (dictionary, direction), without weights."""
+    return [CharLMText(CharLMConfig.from_dict(c)) for c in getattr(config, "char_lms", [])]
+
+
+def feeds(
+    batch: Any,
+    names: Sequence[str],
+    texts: Sequence[CharLMText] = (),
+    pooled_features: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The named tensors of ``batch``: its fields, plus the character-LM inputs built from its
+    tokens, plus ``pooled_features`` (B, T, D) for a pooled tagger."""
+    out: dict[str, torch.Tensor] = {}
+    lm_inputs = [sentence_chars(text, batch.tokens) for text in texts]
+    for name in names:
+        if name == LM_POOLED:
+            if pooled_features is None:
+                raise ValueError("a pooled tagger's graph needs the pooled LM features")
+            out[name] = pooled_features
+        elif name.startswith("lm") and name.endswith(("_ids", "_positions")):
+            index, field = name[2:].split("_", 1)
+            inputs = lm_inputs[int(index)]
+            out[name] = inputs.ids if field == "ids" else inputs.positions
+        else:
+            out[name] = getattr(batch, name)
+    return out
