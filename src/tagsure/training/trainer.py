@@ -305,7 +305,7 @@ class _Run:
         started = time.perf_counter()
         model, opt = self.tagger.model, self.config.training
         batch = self.train_data.batch(ids)
-        loss = self.loss(batch) / len(ids)
+        loss = self.loss(batch) / (batch.num_tokens if opt.loss_average == "token" else len(ids))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if opt.clip_grad_norm:
