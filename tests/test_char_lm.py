@@ -23,6 +23,7 @@ from tagsure.models.bilstm_crf import BiLSTMConfig, BiLSTMTagger
 from tagsure.storage import fingerprint
 from tagsure.storage.lm_file import load_lm
 from tagsure.storage.model_file import ModelFileError
+from tagsure.training.compiled import compile_tagger
 from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
 from tests.conftest import shared_file
 from tests.helpers import (
@@ -237,6 +238,10 @@ def test_pooled_char_lm_tagger_reloads_exactly(tmp_path: Path) -> None:
     assert tagger.model.pooled and tagger.model.encoder.forward_layers[0].input_size == (
         TINY_MODEL["word_dim"] + TINY_MODEL["casing_dim"] + TINY_MODEL["char_size"] + 2 * lm_dim
     )
+    # compiled prediction reads the same whole-input (pooled) features: same tags
+    sentences = [s.tokens for s in load_corpus(dev_path).sentences]
+    compiled = compile_tagger(tagger, "eager")
+    assert compiled.tag(sentences)[0] == tagger.tag(sentences)[0]
     lm = tiny_lm("forward").config.to_dict()
     with pytest.raises(ValueError, match="pooled char-LM embeddings need frozen LMs"):
         BiLSTMTagger(

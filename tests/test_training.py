@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tagsure import TrainConfig, load_corpus, train
-from tagsure.data.batching import bucketed_batches, shuffled_batches
+from tagsure.data.batching import bucketed_batches, shuffled_batches, split_by_padding
 from tagsure.evaluation.metrics import evaluate
 from tests.helpers import BUNDLED, TINY_MODEL, write_conll
 
@@ -114,3 +114,24 @@ def test_group_by_length_off_trains_reproducibly_on_other_batches(
     again = train(config_for(*small_files, seed=7, group_by_length=False)).tagger.model
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in mixed.state_dict().items())
     assert not all(torch.equal(v, mixed.state_dict()[k]) for k, v in grouped.items())
+
+
+def test_split_by_padding_keeps_every_sentence_and_pads_less() -> None:
+    lengths = np.array([1, 1, 1, 1, 2, 2, 30, 31, 32, 40, 40, 3, 3, 3, 3, 60])
+    ids = np.arange(100, 116)
+    groups = split_by_padding(ids, lengths)
+    assert sorted(np.concatenate(groups).tolist()) == ids.tolist()
+    padded = sum(len(g) * lengths[g - 100].max() for g in groups)
+    assert len(groups) > 1 and padded < 0.4 * len(ids) * lengths.max()
+    assert [len(g) for g in split_by_padding(ids, np.full(16, 7))] == [16]  # one length: whole
+
+
+def test_micro_batches_take_the_same_optimizer_steps(small_files: tuple[Path, Path]) -> None:
+    def weights(split: bool) -> dict[str, torch.Tensor]:
+        config = config_for(*small_files, group_by_length=False, split_by_length=split)
+        config.model.update(dropout=0.0, word_dropout=0.0)  # no random masks to differ
+        return train(config).tagger.model.state_dict()
+
+    whole, split = weights(False), weights(True)
+    for name, value in whole.items():
+        torch.testing.assert_close(split[name], value, rtol=1e-4, atol=1e-5, msg=name)

@@ -198,6 +198,39 @@ def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> l
     return [order[i : i + batch_size] for i in range(0, count, batch_size)]
 
 
+def split_by_padding(
+    ids: np.ndarray, lengths: np.ndarray, max_parts: int = 4, part_cost: int = 32
+) -> list[np.ndarray]:
+    """The sentences ``ids`` (of ``lengths``) as at most ``max_parts`` groups of similar length.
+
+    A batch of mixed lengths pads every sentence to the longest; run as groups (micro-batches
+    whose gradients add up to the batch's), it does the same optimizer step with less padding.
+    Groups are runs of the batch sorted by length, chosen to minimise the padded cells (group
+    size x longest in the group) plus ``part_cost`` cells per group for the extra pass. A batch
+    of one length stays whole.
+    """
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    n = len(order)
+    # best[k][j]: least cost of the j shortest sentences in k groups; cut[k][j]: last group start
+    best = np.full((max_parts + 1, n + 1), np.inf)
+    cut = np.zeros((max_parts + 1, n + 1), dtype=np.int64)
+    best[0][0] = 0.0
+    for k in range(1, max_parts + 1):
+        for j in range(1, n + 1):
+            for i in range(k - 1, j):  # the last group is sorted[i:j]
+                cost = best[k - 1][i] + (j - i) * sorted_lengths[j - 1] + part_cost
+                if cost < best[k][j]:
+                    best[k][j], cut[k][j] = cost, i
+    parts = int(np.argmin(best[1:, n])) + 1
+    groups, end = [], n
+    for k in range(parts, 0, -1):
+        start = int(cut[k][end])
+        groups.append(ids[order[start:end]])
+        end = start
+    return groups[::-1]
+
+
 def iterate_batches(
     data: EncodedSentences, batch_size: int, rng: np.random.Generator | None = None
 ) -> Iterator[Batch]:

@@ -216,6 +216,12 @@ class CompiledNetwork:
     def parameters(self) -> Any:
         return self.model.parameters()
 
+    @property
+    def frozen_features(self) -> Callable[..., Any] | None:
+        """The network's whole-input features (frozen character LMs, pooled or not), which
+        ``Tagger`` computes once per input: the compiled BiLSTM reads them like the eager one."""
+        return getattr(self.model, "frozen_features", None)
+
     def emissions(self, batch: Batch) -> torch.Tensor:
         if hasattr(self, "_graph"):  # subword batches: compiled as they come, no padding
             return self._graph(*self._named(batch))

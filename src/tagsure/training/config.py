@@ -61,6 +61,9 @@ class OptimConfig:
     # "sentence": a batch's loss is its mean per sentence (sum over tokens / sentences);
     # "token": its mean per token, as transformers' token classification computes it
     loss_average: str = "sentence"
+    # A batch of mixed lengths runs as up to 4 micro-batches of similar length whose gradients
+    # add up: the same optimizer step on the same sentences, with less padding to compute
+    split_by_length: bool = True
     # Fine-tuning a pretrained transformer (off by default):
     warmup_fraction: float = 0.0  # > 0: linear warm-up over this share of the planned steps,
     # then linear decay to zero at the end of `epochs`

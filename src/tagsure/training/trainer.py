@@ -18,7 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from tagsure.data.batching import EncodedSentences, bucketed_batches, shuffled_batches
+from tagsure.data.batching import (
+    EncodedSentences,
+    bucketed_batches,
+    shuffled_batches,
+    split_by_padding,
+)
 from tagsure.data.conll import Corpus
 from tagsure.data.schemes import TagScheme, convert
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
@@ -304,10 +309,16 @@ class _Run:
         """One optimizer step on one batch: (mean loss per sentence, tokens, seconds)."""
         started = time.perf_counter()
         model, opt = self.tagger.model, self.config.training
-        batch = self.train_data.batch(ids)
-        loss = self.loss(batch) / (batch.num_tokens if opt.loss_average == "token" else len(ids))
+        lengths = self.train_data.lengths[ids]
+        tokens = int(lengths.sum())
+        parts = split_by_padding(ids, lengths) if opt.split_by_length else [ids]
+        denominator = tokens if opt.loss_average == "token" else len(ids)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        for part in parts:  # micro-batches: their gradients add up to the whole batch's
+            part_loss = self.loss(self.train_data.batch(part)) / denominator
+            part_loss.backward()
+            loss += part_loss.item()
         if opt.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad_norm)
         if opt.warmup_fraction:
@@ -315,7 +326,7 @@ class _Run:
                 self.optimizer, self.state.steps, self.planned_steps, opt.warmup_fraction
             )
         self.optimizer.step()
-        return loss.item(), batch.num_tokens, time.perf_counter() - started
+        return loss, tokens, time.perf_counter() - started
 
     def end_epoch(self, started: float) -> EpochRecord:
         """Evaluate on dev, keep the best weights, log; then reset the epoch counters."""
