@@ -1,4 +1,4 @@
-"""Eager PyTorch vs torch.compile vs ONNX Runtime on CoNLL-2003 dev, for both tagger types.
+"""Eager PyTorch vs torch.compile vs ONNX Runtime on CoNLL-2003 dev, for every tagger type.
 
     /work/tools/bench-exclusive.sh .venv/bin/python benchmarks/graph.py     # ~25 minutes
 
