@@ -13,6 +13,9 @@ the trainer and the tagger use (``loss``, ``emissions``, ``decode``, ``head.deco
   (``torch._dynamo.config.allow_rnn`` is off: it would be a graph break) and the fused ATen
   LSTM kernel has nothing for Inductor to fuse. A character *LSTM* stays eager for the same
   reason, plus its ``pack_padded_sequence`` needs lengths on the CPU.
+* The pretrained-encoder tagger compiles whole, ``fullgraph=True``, from the named tensors of
+  :mod:`tagsure.models.graph_inputs` (subword windows and word positions): the Hugging Face
+  transformer, pooling, character CNN and emission layer; a softmax loss joins the graph.
 * The CRF's forward algorithm and Viterbi are a Python loop over the T time steps. They *do*
   compile with ``fullgraph=True`` (``crf_in_graph=True``; tests prove it), but Dynamo unrolls
   the loop, so each length bucket is its own graph and Inductor spends minutes per bucket on
