@@ -51,14 +51,10 @@ def batches(data: object) -> list[np.ndarray]:
     return [order[:16], order[-5:], order[[0]], order[40:47], order[-1:]]
 
 
-@pytest.mark.parametrize("head", ["softmax", "crf"])
-def test_transformer_train_step_compiles_fullgraph_and_equals_eager(head: str) -> None:
-    _, net, data = setup("transformer", head)
-    net.train()
-    # fullgraph=True makes any graph break an error; with the CRF in the graph, the whole
-    # step (emissions, CRF forward algorithm, backward through AOT autograd) is one graph.
-    # Static shapes here only to keep the test quick: AOT tracing is much slower symbolic.
-    compiled_net = compile_network(net, "aot_eager", dynamic=False, crf_in_graph=True)
+def assert_train_steps_equal_eager(
+    net: torch.nn.Module, compiled_net: object, data: object
+) -> None:
+    """Loss and every gradient of the compiled step equal eager ones on short batches."""
     for ids in short_batches(data):
         batch = data.batch(ids)
         net.zero_grad()
@@ -72,6 +68,17 @@ def test_transformer_train_step_compiles_fullgraph_and_equals_eager(head: str) -
         for name, grad in eager_grads.items():
             got = dict(net.named_parameters())[name].grad
             torch.testing.assert_close(got, grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_transformer_train_step_compiles_fullgraph_and_equals_eager(head: str) -> None:
+    _, net, data = setup("transformer", head)
+    net.train()
+    # fullgraph=True makes any graph break an error; with the CRF in the graph, the whole
+    # step (emissions, CRF forward algorithm, backward through AOT autograd) is one graph.
+    # Static shapes here only to keep the test quick: AOT tracing is much slower symbolic.
+    compiled_net = compile_network(net, "aot_eager", dynamic=False, crf_in_graph=True)
+    assert_train_steps_equal_eager(net, compiled_net, data)
 
 
 def test_dynamo_explain_finds_no_graph_break_in_the_transformer() -> None:
@@ -212,19 +219,7 @@ def test_pretrained_tagger_compiles_fullgraph_train_step_and_inference(pretraine
     net, data = pretrained_setup
     compiled_net = compile_network(net, "aot_eager", dynamic=False)
     net.train()
-    for ids in short_batches(data):
-        batch = data.batch(ids)
-        net.zero_grad()
-        eager_loss = net.loss(batch)
-        eager_loss.backward()
-        eager_grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
-        net.zero_grad()
-        loss = compiled_net.loss(batch)
-        loss.backward()
-        torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-4)
-        for name, grad in eager_grads.items():
-            got = dict(net.named_parameters())[name].grad
-            torch.testing.assert_close(got, grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert_train_steps_equal_eager(net, compiled_net, data)
     net.eval()
     fast = compile_network(net, "eager")
     with torch.no_grad():
