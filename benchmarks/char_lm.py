@@ -3,8 +3,10 @@
 Takes a forward and a backward character LM (trained with ``tagsure lm train``; the commands
 are in docs/benchmarks.md), trains the foundation tagger (words + characters) and the same
 tagger with both LMs stacked in, for the same number of epochs, then prints a table and writes
-JSON. Each variant runs in its own process; with ``--parallel`` the two run side by side with
-one thread each (same conditions for both), otherwise one after the other with ``--threads``.
+JSON. Each variant runs in its own process; with ``--parallel`` they run side by side with
+one thread each (same conditions for all), otherwise one after the other with ``--threads``.
+``--variants`` picks which (the pooled LM embeddings are a third); ``--set KEY=VALUE`` overrides
+a ``[training]`` setting for every variant alike.
 
     .venv/bin/python benchmarks/char_lm.py --lm-forward lm-forward.tagsure-lm \\
         --lm-backward lm-backward.tagsure-lm --epochs 15 --parallel
@@ -21,14 +23,36 @@ from pathlib import Path
 
 from conll03 import RESULTS, run_tagsure
 
-VARIANTS = ("words+chars", "words+chars+char-LMs")
+# variant name -> [model] settings beyond the language models ({} = no LMs at all)
+VARIANTS: dict[str, dict | None] = {
+    "words+chars": None,
+    "words+chars+char-LMs": {},
+    "words+chars+pooled-char-LMs": {"char_lm_pooling": "mean"},
+}
+DEFAULT_VARIANTS = ["words+chars", "words+chars+char-LMs"]
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, booleans), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def run_variant(args: argparse.Namespace) -> dict:
-    lms = [args.lm_forward, args.lm_backward] if args.part == VARIANTS[1] else []
+    extra = VARIANTS[args.part]
     args.name = args.part.replace("+", "_")
-    args.model = {"char_language_models": lms} if lms else {}
-    args.minutes, args.max_epochs = None, args.epochs
+    args.model = (
+        {}
+        if extra is None
+        else {"char_language_models": [args.lm_forward, args.lm_backward], **extra}
+    )
+    args.training = dict(args.set)
+    args.max_epochs = args.epochs
     result = run_tagsure(args)
     # Median epoch: robust to an epoch that shared the machine with another job.
     result["median_epoch_tokens_per_s"] = statistics.median(result["epoch_tokens_per_s"])
@@ -80,10 +104,21 @@ def main() -> None:
     parser.add_argument("--lm-forward", required=True)
     parser.add_argument("--lm-backward", required=True)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--minutes", type=float, help="training time limit for each variant")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parallel", action="store_true", help="both variants at once, 1 thread")
+    parser.add_argument("--parallel", action="store_true", help="variants at once, 1 thread each")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=DEFAULT_VARIANTS)
+    parser.add_argument(
+        "--set",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [training] setting for every variant, e.g. warmup_fraction=0.02",
+    )
     parser.add_argument("--workdir", default="/tmp/tagsure-char-lm-bench")
+    parser.add_argument("--out", type=Path, default=RESULTS / "char_lm.json")
     parser.add_argument("--part", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
@@ -94,9 +129,12 @@ def main() -> None:
     threads = 1 if args.parallel else args.threads
     common = ["--lm-forward", args.lm_forward, "--lm-backward", args.lm_backward]
     common += ["--epochs", str(args.epochs), "--seed", str(args.seed), "--threads", str(threads)]
+    if args.minutes is not None:
+        common += ["--minutes", str(args.minutes)]
     common += ["--workdir", args.workdir]
+    common += [f"--set={key}={json.dumps(value)}" for key, value in args.set]
     processes = []
-    for variant in VARIANTS:
+    for variant in args.variants:
         command = [sys.executable, __file__, "--part", variant, *common]
         process = subprocess.Popen(command)
         if not args.parallel:
@@ -106,13 +144,13 @@ def main() -> None:
         sys.exit("a variant failed; see its output above")
     results = {
         v: json.loads((Path(args.workdir) / f"{v.replace('+', '_')}.json").read_text())
-        for v in VARIANTS
+        for v in args.variants
     }
     lms = [describe_lm(args.lm_forward), describe_lm(args.lm_backward)]
     table = report(results, lms)
     print(table)
     command = " ".join(["python", "benchmarks/char_lm.py", *sys.argv[1:]])
-    (RESULTS / "char_lm.json").write_text(
+    args.out.write_text(
         json.dumps({"command": command, "results": results, "lms": lms, "table": table}, indent=2)
     )
 

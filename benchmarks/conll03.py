@@ -59,7 +59,12 @@ def run_tagsure(args: argparse.Namespace) -> dict:
         {
             "data": {"train": str(train_path), "dev": str(dev_path)},
             "model": getattr(args, "model", {}),
-            "training": {"max_minutes": args.minutes, "epochs": args.max_epochs, "seed": args.seed},
+            "training": {
+                "max_minutes": args.minutes,
+                "epochs": args.max_epochs,
+                "seed": args.seed,
+                **getattr(args, "training", {}),
+            },
         }
     )
     model_path = work / "conll03.tagsure"
