@@ -23,7 +23,7 @@ from pathlib import Path
 
 from conll03 import RESULTS, run_tagsure
 
-# variant name -> [model] settings beyond the language models ({} = no LMs at all)
+# variant name -> [model] settings beyond the language models (None: no LMs at all)
 VARIANTS: dict[str, dict | None] = {
     "words+chars": None,
     "words+chars+char-LMs": {},
