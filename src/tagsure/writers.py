@@ -1,0 +1,111 @@
+"""Write a tagger's predictions, and stream a whole file through a tagger into them.
+
+Two layouts: ``jsonl``, one JSON object per input line or sentence (its entities, with their
+character offsets for raw text), and ``conll``, one ``token [gold] predicted`` line per token
+and a blank line after each sentence.
+
+Example:
+    >>> import io
+    >>> from tagsure.tagger import Entity, Prediction
+    >>> out = io.StringIO()
+    >>> p = Prediction(["Ann", "left"], ["B-PER", "O"], [Entity("PER", "Ann", 0, 3)])
+    >>> write_line_predictions(["Ann left"], [p], "jsonl", out)
+    >>> out.getvalue()
+    '{"text": "Ann left", "entities": [{"label": "PER", "text": "Ann", "start": 0, "end": 3}]}\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import IO, Any, Literal, Protocol
+
+from tagsure.data.conll import Sentence, read_conll
+from tagsure.data.formats import InputFormat, column_format_of
+from tagsure.data.text import read_lines
+from tagsure.tagger import Prediction, chunked
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "OutputFormat",
+    "Predictor",
+    "tag_file",
+    "write_line_predictions",
+    "write_sentence_predictions",
+]
+
+OutputFormat = Literal["conll", "jsonl"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("conll", "jsonl")
+CHUNK = 2048  # sentences or lines tagged at a time, so large inputs stream
+
+
+class Predictor(Protocol):
+    """What :func:`tag_file` needs of a tagger (the torch and the ONNX tagger both qualify)."""
+
+    def predict(
+        self, texts: Iterable[str | Sequence[str]], with_scores: bool = True
+    ) -> list[Prediction]: ...
+
+
+def _write_json(record: dict[str, Any], out: IO[str]) -> None:
+    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _write_block(columns: Iterable[Sequence[str]], out: IO[str]) -> None:
+    for row in zip(*columns, strict=True):
+        out.write(" ".join(row) + "\n")
+    out.write("\n")
+
+
+def write_sentence_predictions(
+    sentences: Sequence[Sentence],
+    predictions: Sequence[Prediction],
+    output_format: OutputFormat,
+    out: IO[str],
+) -> None:
+    """Predictions for CoNLL sentences; the ``conll`` layout keeps their gold tags, if any."""
+    for sentence, prediction in zip(sentences, predictions, strict=True):
+        if output_format == "jsonl":
+            entities = [e.to_dict() for e in prediction.entities]
+            _write_json(
+                {"tokens": prediction.tokens, "tags": prediction.tags, "entities": entities}, out
+            )
+        else:
+            gold = [] if sentence.tags is None else [sentence.tags]
+            _write_block([sentence.tokens, *gold, prediction.tags], out)
+
+
+def write_line_predictions(
+    lines: Sequence[str],
+    predictions: Sequence[Prediction],
+    output_format: OutputFormat,
+    out: IO[str],
+) -> None:
+    """Predictions for raw-text lines, one record (or one CoNLL block) per line."""
+    for line, prediction in zip(lines, predictions, strict=True):
+        if output_format == "jsonl":
+            _write_json({"text": line, "entities": [e.to_dict() for e in prediction.entities]}, out)
+        else:
+            _write_block([prediction.tokens, prediction.tags], out)
+
+
+def tag_file(
+    tagger: Predictor,
+    path: str | os.PathLike[str],
+    input_format: InputFormat,
+    output_format: OutputFormat,
+    out: IO[str],
+    chunk_size: int = CHUNK,
+) -> None:
+    """Tag every sentence (CoNLL) or line (text) of ``path`` and write the predictions.
+
+    The file is read and tagged ``chunk_size`` items at a time, so memory does not grow with it.
+    """
+    if input_format == "conll":
+        for sentences in chunked(read_conll(path, column_format_of(path)), chunk_size):
+            predictions = tagger.predict([s.tokens for s in sentences])
+            write_sentence_predictions(sentences, predictions, output_format, out)
+    else:
+        for lines in chunked(read_lines(path), chunk_size):
+            write_line_predictions(lines, tagger.predict(lines), output_format, out)
