@@ -9,7 +9,7 @@ Example:
     >>> from tagsure.tagger import Entity, Prediction
     >>> out = io.StringIO()
     >>> p = Prediction(["Ann", "left"], ["B-PER", "O"], [Entity("PER", "Ann", 0, 3)])
-    >>> write_line_predictions(["Ann left"], [p], "jsonl", out)
+    >>> write_predictions(["Ann left"], [p], "jsonl", out)
     >>> out.getvalue()
     '{"text": "Ann left", "entities": [{"label": "PER", "text": "Ann", "start": 0, "end": 3}]}\\n'
 """
@@ -31,8 +31,7 @@ __all__ = [
     "OutputFormat",
     "Predictor",
     "tag_file",
-    "write_line_predictions",
-    "write_sentence_predictions",
+    "write_predictions",
 ]
 
 OutputFormat = Literal["conll", "jsonl"]
@@ -48,46 +47,31 @@ class Predictor(Protocol):
     ) -> list[Prediction]: ...
 
 
-def _write_json(record: dict[str, Any], out: IO[str]) -> None:
-    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _write_block(columns: Iterable[Sequence[str]], out: IO[str]) -> None:
-    for row in zip(*columns, strict=True):
-        out.write(" ".join(row) + "\n")
-    out.write("\n")
-
-
-def write_sentence_predictions(
-    sentences: Sequence[Sentence],
+def write_predictions(
+    inputs: Sequence[Sentence | str],
     predictions: Sequence[Prediction],
     output_format: OutputFormat,
     out: IO[str],
 ) -> None:
-    """Predictions for CoNLL sentences; the ``conll`` layout keeps their gold tags, if any."""
-    for sentence, prediction in zip(sentences, predictions, strict=True):
+    """One record (or one CoNLL block) per input: a raw-text line or a CoNLL sentence.
+
+    A line's JSON record holds the line and its entities (character offsets), a sentence's its
+    tokens, tags and entities (token indices); a sentence's CoNLL block keeps its gold tags.
+    """
+    for item, prediction in zip(inputs, predictions, strict=True):
         if output_format == "jsonl":
-            entities = [e.to_dict() for e in prediction.entities]
-            _write_json(
-                {"tokens": prediction.tokens, "tags": prediction.tags, "entities": entities}, out
+            record: dict[str, Any] = (
+                {"text": item}
+                if isinstance(item, str)
+                else {"tokens": prediction.tokens, "tags": prediction.tags}
             )
-        else:
-            gold = [] if sentence.tags is None else [sentence.tags]
-            _write_block([sentence.tokens, *gold, prediction.tags], out)
-
-
-def write_line_predictions(
-    lines: Sequence[str],
-    predictions: Sequence[Prediction],
-    output_format: OutputFormat,
-    out: IO[str],
-) -> None:
-    """Predictions for raw-text lines, one record (or one CoNLL block) per line."""
-    for line, prediction in zip(lines, predictions, strict=True):
-        if output_format == "jsonl":
-            _write_json({"text": line, "entities": [e.to_dict() for e in prediction.entities]}, out)
-        else:
-            _write_block([prediction.tokens, prediction.tags], out)
+            record["entities"] = [e.to_dict() for e in prediction.entities]
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            continue
+        gold = [] if isinstance(item, str) or item.tags is None else [item.tags]
+        for row in zip(prediction.tokens, *gold, prediction.tags, strict=True):
+            out.write(" ".join(row) + "\n")
+        out.write("\n")
 
 
 def tag_file(
@@ -105,7 +89,7 @@ def tag_file(
     if input_format == "conll":
         for sentences in chunked(read_conll(path, column_format_of(path)), chunk_size):
             predictions = tagger.predict([s.tokens for s in sentences])
-            write_sentence_predictions(sentences, predictions, output_format, out)
+            write_predictions(sentences, predictions, output_format, out)
     else:
         for lines in chunked(read_lines(path), chunk_size):
-            write_line_predictions(lines, tagger.predict(lines), output_format, out)
+            write_predictions(lines, tagger.predict(lines), output_format, out)
