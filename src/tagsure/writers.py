@@ -23,16 +23,7 @@ from typing import IO, Any, Literal, Protocol
 
 from tagsure.data.conll import Sentence, read_conll
 from tagsure.data.formats import InputFormat, column_format_of
-from tagsure.data.text import read_lines
 from tagsure.tagger import Prediction, chunked
-
-__all__ = [
-    "OUTPUT_FORMATS",
-    "OutputFormat",
-    "Predictor",
-    "tag_file",
-    "write_predictions",
-]
 
 OutputFormat = Literal["conll", "jsonl"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("conll", "jsonl")
@@ -91,5 +82,6 @@ def tag_file(
             predictions = tagger.predict([s.tokens for s in sentences])
             write_predictions(sentences, predictions, output_format, out)
     else:
-        for lines in chunked(read_lines(path), chunk_size):
-            write_predictions(lines, tagger.predict(lines), output_format, out)
+        with open(path, encoding="utf-8-sig") as text:
+            for lines in chunked((line.rstrip("\r\n") for line in text), chunk_size):
+                write_predictions(lines, tagger.predict(lines), output_format, out)

@@ -172,16 +172,9 @@ def demo(out: Path, max_minutes: float) -> None:
     print(f"2/4 saved {model_path}; test F1 in memory: {100 * in_memory.micro.f1:.2f}")
     print("3/4 reloading the file in a new process and evaluating again")
     started = time.perf_counter()
+    command = ["evaluate", str(model_path), str(files["test"]), "--json"]
     reloaded = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tagsure",
-            "evaluate",
-            str(model_path),
-            str(files["test"]),
-            "--json",
-        ],
+        [sys.executable, "-m", "tagsure", *command],
         check=True,
         capture_output=True,
         text=True,

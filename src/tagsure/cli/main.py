@@ -107,10 +107,8 @@ def predict(
         str,
         typer.Option(
             "--format",
-            help="conll: token [gold] "
-            "predicted per line; jsonl: entities per input "
-            "line / sentence. Default: conll for CoNLL "
-            "input, jsonl for text.",
+            help="conll: token [gold] predicted per line; jsonl: entities per input line / "
+            "sentence. Default: conll for CoNLL input, jsonl for text.",
         ),
     ] = "",
     input_format: Annotated[str, typer.Option("--input", help="auto, conll or text.")] = "auto",

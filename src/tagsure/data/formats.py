@@ -17,8 +17,6 @@ from tagsure.data.conll import DOCSTART, ColumnFormat
 from tagsure.data.schemes import split_tag
 from tagsure.errors import TagError
 
-__all__ = ["INPUT_FORMATS", "InputFormat", "column_format_of", "read_head", "sniff_format"]
-
 InputFormat = Literal["conll", "text"]
 INPUT_FORMATS: tuple[InputFormat, ...] = ("conll", "text")
 

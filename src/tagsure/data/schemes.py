@@ -162,14 +162,17 @@ def split_tag(tag: str) -> tuple[str, str | None]:
 _split = lru_cache(maxsize=4096)(split_tag)
 
 
-def _split_all(tags: Sequence[str], scheme: TagScheme) -> list[tuple[str, str | None]]:
+def _split_all(
+    tags: Sequence[str], scheme: TagScheme, name: str = "token {i}: {tag}"
+) -> list[tuple[str, str | None]]:
     """Split every tag, rejecting prefixes that ``scheme`` does not have."""
     parts = []
     allowed = scheme.prefixes
     for i, tag in enumerate(tags):
         prefix, label = _split(tag)
         if label is not None and prefix not in allowed:
-            raise TagError(f"token {i}: {tag} is not a tag of the {scheme.value} scheme")
+            where = name.format(i=i, tag=tag)
+            raise TagError(f"{where} is not a tag of the {scheme.value} scheme")
         parts.append((prefix, label))
     return parts
 
@@ -407,14 +410,7 @@ def validate(tags: Sequence[str], scheme: TagScheme | str) -> list[str]:
     return problems
 
 
-def _parse_labels(labels: Sequence[str], scheme: TagScheme) -> list[tuple[str, str | None]]:
-    parts = []
-    for i, label in enumerate(labels):
-        prefix, kind = split_tag(label)
-        if kind is not None and prefix not in scheme.prefixes:
-            raise TagError(f"label {i} ({label}) is not a tag of the {scheme.value} scheme")
-        parts.append((prefix, kind))
-    return parts
+_LABEL = "label {i} ({tag})"
 
 
 def allowed_transitions(labels: Sequence[str], scheme: TagScheme | str) -> list[tuple[int, int]]:
@@ -428,7 +424,7 @@ def allowed_transitions(labels: Sequence[str], scheme: TagScheme | str) -> list[
         [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
     """
     scheme = TagScheme.parse(scheme)
-    parts = _parse_labels(labels, scheme)
+    parts = _split_all(labels, scheme, _LABEL)
     return [
         (i, j)
         for i, prev in enumerate(parts)
@@ -445,7 +441,7 @@ def allowed_starts(labels: Sequence[str], scheme: TagScheme | str) -> list[int]:
         [0, 1]
     """
     scheme = TagScheme.parse(scheme)
-    parts = _parse_labels(labels, scheme)
+    parts = _split_all(labels, scheme, _LABEL)
     return [i for i, (prefix, _) in enumerate(parts) if _start_problem(prefix, scheme) is None]
 
 
@@ -457,5 +453,5 @@ def allowed_ends(labels: Sequence[str], scheme: TagScheme | str) -> list[int]:
         [0, 2, 3]
     """
     scheme = TagScheme.parse(scheme)
-    parts = _parse_labels(labels, scheme)
+    parts = _split_all(labels, scheme, _LABEL)
     return [i for i, (p, kind) in enumerate(parts) if _end_problem(p, kind, scheme) is None]

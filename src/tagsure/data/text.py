@@ -6,8 +6,6 @@ tokenised the way CoNLL-style training data usually is ("U.S." stays one token, 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from segtok.segmenter import split_single
@@ -43,9 +41,3 @@ def split_sentences(text: str) -> list[list[Token]]:
         if tokens:
             sentences.append(tokens)
     return sentences
-
-
-def read_lines(path: str | os.PathLike[str]) -> Iterator[str]:
-    """The lines of a UTF-8 text file (a leading BOM dropped), without their line ends, streamed."""
-    with open(path, encoding="utf-8-sig") as lines:
-        yield from (line.rstrip("\r\n") for line in lines)

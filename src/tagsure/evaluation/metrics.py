@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections import Counter
 from collections.abc import Sequence
@@ -70,14 +71,7 @@ class PRF:
             >>> PRF.from_counts(1, 2, 1).to_dict()["precision"]
             0.5
         """
-        return {
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "true_positives": self.true_positives,
-            "predicted": self.predicted,
-            "gold": self.gold,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass

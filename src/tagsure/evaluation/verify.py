@@ -17,8 +17,6 @@ from typing import Any
 
 from tagsure.evaluation.metrics import Metrics
 
-__all__ = ["differences"]
-
 
 def differences(
     probe_problems: Sequence[str],
