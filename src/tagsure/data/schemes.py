@@ -228,8 +228,8 @@ def to_spans(tags: Sequence[str], scheme: TagScheme | str) -> list[Span]:
         >>> [(s.label, s.start, s.end) for s in spans]
         [('PER', 1, 2), ('LOC', 2, 4), ('LOC', 4, 5)]
     """
-    parts = _split_all(tags, TagScheme.parse(scheme))
-    return [Span(label, start, end) for label, start, end in _decode(parts)]
+    _split_all(tags, TagScheme.parse(scheme))  # the prefix check; the parse is cached
+    return [Span(label, start, end) for label, start, end in decode_spans(tags)]
 
 
 def decode_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -251,14 +251,10 @@ def decode_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
         >>> decode_spans(["B-PER", "E-PER", "I-LOC", "O"])
         [('PER', 0, 2), ('LOC', 2, 3)]
     """
-    return _decode([_split(tag) for tag in tags])
-
-
-def _decode(parts: Sequence[tuple[str, str | None]]) -> list[tuple[str, int, int]]:
     spans: list[tuple[str, int, int]] = []
     open_label: str | None = None  # type of the entity that the next tag may continue
     start = 0
-    for i, (prefix, label) in enumerate(parts):
+    for i, (prefix, label) in enumerate(map(_split, tags)):
         if not (label is not None and label == open_label and prefix in _CONTINUE):
             if open_label is not None:
                 spans.append((open_label, start, i))
@@ -267,7 +263,7 @@ def _decode(parts: Sequence[tuple[str, str | None]]) -> list[tuple[str, int, int
             spans.append((open_label, start, i + 1))
             open_label = None
     if open_label is not None:
-        spans.append((open_label, start, len(parts)))
+        spans.append((open_label, start, len(tags)))
     return spans
 
 
