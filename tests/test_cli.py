@@ -160,3 +160,24 @@ def test_load_weights_from_a_dataparallel_checkpoint(
     )
     assert code == 1 and "emission.weight" in err
     assert not (tmp_path / "no.tagsure").exists()
+
+
+def test_a_bug_shows_its_traceback_and_a_tagsure_error_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tagsure.cli import commands
+    from tagsure.errors import ConfigError
+
+    def broken(*args: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(commands, "evaluate", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        run(["evaluate", "model.tagsure", "data.txt"], capsys)
+
+    def refused(*args: object) -> None:
+        raise ConfigError("model.tagsure: bad setting")
+
+    monkeypatch.setattr(commands, "evaluate", refused)
+    code, _, err = run(["evaluate", "model.tagsure", "data.txt"], capsys)
+    assert (code, err) == (1, "tagsure: error: model.tagsure: bad setting\n")

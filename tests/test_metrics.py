@@ -20,6 +20,7 @@ conlleval.pl is the reference and seqeval agrees with it.
 
 from __future__ import annotations
 
+import itertools
 import random
 import warnings
 from collections import Counter
@@ -35,7 +36,7 @@ from seqeval.metrics.sequence_labeling import get_entities as seqeval_get_entiti
 from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 from seqeval.metrics.sequence_labeling import start_of_chunk as seqeval_start_of_chunk
 
-from tagsure.data.schemes import Span, TagScheme, convert, from_spans, to_spans
+from tagsure.data.schemes import Span, TagScheme, convert, decode_spans, from_spans, to_spans
 from tagsure.evaluation.metrics import PRF, Metrics, MetricsAccumulator, evaluate
 
 Corpus = list[list[str]]
@@ -569,3 +570,17 @@ def test_accumulator_streams() -> None:
     acc.add(["B-PER"], ["B-PER"])
     assert acc.result().sentences == before.sentences + 1
     assert acc.result().micro.true_positives == before.micro.true_positives + 1
+
+
+def test_every_short_sequence_is_chunked_as_the_reference_chunks_it() -> None:
+    # The span decoder that schemes and metrics share, on every sequence of up to four tags
+    # over two types and all six prefixes (each sentence against its right neighbour).
+    tags = ["O"] + [f"{p}-{t}" for p in "BIESLU" for t in "XY"]
+    gold = [list(s) for n in range(1, 5) for s in itertools.product(tags, repeat=n)]
+    neighbours = gold[1:] + gold[:1]
+    predicted = [(p + ["O"] * len(g))[: len(g)] for g, p in zip(gold, neighbours, strict=True)]
+    metrics = evaluate(gold, predicted)
+    assert_counts_match_conlleval(metrics, conlleval_counts(gold, predicted, EXTENDED))
+    for sentence in gold[:2000]:
+        reference = conlleval_counts([sentence], [sentence], EXTENDED)["found_gold"]
+        assert Counter(label for label, _, _ in decode_spans(sentence)) == reference

@@ -9,24 +9,25 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, cast
 
 from tagsure.cli.progress import TqdmProgress
-from tagsure.data.conll import ColumnFormat, Sentence, load_corpus, read_conll
-from tagsure.data.schemes import split_tag
+from tagsure.data.conll import load_corpus, read_conll
+from tagsure.data.formats import INPUT_FORMATS, InputFormat, sniff_format
+from tagsure.errors import TagsureError
+from tagsure.evaluation.verify import differences
 from tagsure.storage.atomic import atomic_writer
 from tagsure.storage.model_file import load_tagger
-from tagsure.tagger import Tagger, chunked
 from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
+from tagsure.writers import OUTPUT_FORMATS, OutputFormat, Predictor, tag_file
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
-PREDICT_CHUNK = 2048  # sentences or lines tagged at a time, so large inputs stream
 DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
 
 
-class CommandFailed(Exception):
+class CommandFailed(TagsureError):
     """A command's own failure (e.g. verification mismatch), with the exit code to use."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
@@ -112,31 +113,23 @@ def predict(
             spool.write(sys.stdin.buffer.read())
         data = Path(spool.name)
     kind = input_format if input_format != "auto" else sniff_format(data)
-    if kind not in ("conll", "text"):
+    if kind not in INPUT_FORMATS:
         raise CommandFailed(f"unknown input format {input_format!r}; use auto, conll or text", 2)
     output_format = output_format or ("conll" if kind == "conll" else "jsonl")
-    if output_format not in ("conll", "jsonl"):
+    if output_format not in OUTPUT_FORMATS:
         raise CommandFailed(f"unknown output format {output_format!r}; use conll or jsonl", 2)
     with atomic_writer(out, "w") if out else contextlib.nullcontext(sys.stdout) as handle:
-        if kind == "conll":
-            first = next((line for line in _head(data) if line.strip()), "")
-            fmt = ColumnFormat(tag_column=None) if len(first.split()) == 1 else ColumnFormat()
-            for chunk in chunked(read_conll(data, fmt), PREDICT_CHUNK):
-                write_conll_predictions(tagger, chunk, output_format, handle)
-        else:
-            with open(data, encoding="utf-8-sig") as lines:
-                for chunk in chunked((line.rstrip("\r\n") for line in lines), PREDICT_CHUNK):
-                    write_text_predictions(tagger, chunk, output_format, handle)
+        tag_file(tagger, data, cast(InputFormat, kind), cast(OutputFormat, output_format), handle)
 
 
-def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Tagger:
+def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
     """A .tagsure tagger (optionally compiled), or an ONNX file's tagger under ONNX Runtime."""
     if onnx:
         if compile_model:
             raise CommandFailed("--onnx and --compile exclude each other", 2)
         from tagsure.serving.onnx_runtime import OnnxTagger
 
-        return OnnxTagger(model)  # type: ignore[return-value]  # same tag/predict surface
+        return OnnxTagger(model)
     tagger = load_tagger(model)
     if compile_model:
         from tagsure.training.compiled import compile_tagger
@@ -160,75 +153,6 @@ def export(model: Path, out: Path, export_format: str) -> None:
     print(f"exported {model} to {out} ({export_format})")
 
 
-def _head(path: Path, size: int = 65536) -> list[str]:
-    """The first lines of a file (up to ``size`` bytes), for sniffing its layout."""
-    with open(path, "rb") as handle:
-        return handle.read(size).decode("utf-8-sig", errors="replace").splitlines()
-
-
-def sniff_format(path: Path) -> str:
-    """CoNLL when the first lines are columns ending in a tag or one token each, else text."""
-    head = _head(path)
-    lines = [line.split() for line in head[:200] if line.strip()]
-    lines = [fields for fields in lines if fields[0] != "-DOCSTART-"][:50]
-    if not lines:
-        return "text"
-    widths = {len(fields) for fields in lines}
-    if widths == {1}:
-        return "conll" if any(not line.strip() for line in head) else "text"
-    if len(widths) != 1:
-        return "text"
-    try:
-        for fields in lines:
-            split_tag(fields[-1])
-    except ValueError:
-        return "text"
-    return "conll"
-
-
-def write_conll_predictions(
-    tagger: Tagger, sentences: list[Sentence], output_format: str, out: TextIO
-) -> None:
-    predictions = tagger.predict([s.tokens for s in sentences])
-    for sentence, prediction in zip(sentences, predictions, strict=True):
-        if output_format == "jsonl":
-            out.write(
-                json.dumps(
-                    {
-                        "tokens": prediction.tokens,
-                        "tags": prediction.tags,
-                        "entities": [e.to_dict() for e in prediction.entities],
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
-            continue
-        for i, (token, tag) in enumerate(zip(sentence.tokens, prediction.tags, strict=True)):
-            gold = f" {sentence.tags[i]}" if sentence.tags is not None else ""
-            out.write(f"{token}{gold} {tag}\n")
-        out.write("\n")
-
-
-def write_text_predictions(
-    tagger: Tagger, lines: list[str], output_format: str, out: TextIO
-) -> None:
-    predictions = tagger.predict(lines)
-    for line, prediction in zip(lines, predictions, strict=True):
-        if output_format == "jsonl":
-            out.write(
-                json.dumps(
-                    {"text": line, "entities": [e.to_dict() for e in prediction.entities]},
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
-            continue
-        for token, tag in zip(prediction.tokens, prediction.tags, strict=True):
-            out.write(f"{token} {tag}\n")
-        out.write("\n")
-
-
 def demo(out: Path, max_minutes: float) -> None:
     files = {split: BUNDLED / f"wikiann-en-{split}.txt" for split in ("train", "dev", "test")}
     print(
@@ -248,16 +172,9 @@ def demo(out: Path, max_minutes: float) -> None:
     print(f"2/4 saved {model_path}; test F1 in memory: {100 * in_memory.micro.f1:.2f}")
     print("3/4 reloading the file in a new process and evaluating again")
     started = time.perf_counter()
+    command = ["evaluate", str(model_path), str(files["test"]), "--json"]
     reloaded = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tagsure",
-            "evaluate",
-            str(model_path),
-            str(files["test"]),
-            "--json",
-        ],
+        [sys.executable, "-m", "tagsure", *command],
         check=True,
         capture_output=True,
         text=True,
@@ -288,29 +205,19 @@ def verify(model: Path, data: Path | None, tolerance: float) -> None:
     if stored is None:
         raise CommandFailed(f"{model}: the file has no fingerprint to verify")
     check = fingerprint.verify(tagger, stored, tolerance)
-    problems = list(check.problems)
     tokens = sum(map(len, stored.sentences))
+    tags = "see below" if check.problems else "identical"
     print(
         f"probe: {len(stored.sentences)} sentences, {tokens} tokens; emissions "
         f"{'bit-identical' if check.identical_emissions else 'differ'} (max abs difference "
-        f"{check.max_abs_difference:.3g}); tags {'identical' if not problems else 'see below'}"
+        f"{check.max_abs_difference:.3g}); tags {tags}"
     )
-    if data is not None:
-        saved = tagger.metadata.get("metrics", {}).get("dev")
-        now = json.loads(json.dumps(tagger.evaluate(load_corpus(data)).to_dict()))
-        if saved is None:
-            problems.append("the file stores no dev metrics to compare with")
-        else:
-            for key in ("precision", "recall", "f1"):
-                if saved["micro"][key] != now["micro"][key]:
-                    problems.append(
-                        f"{data}: micro {key} is {now['micro'][key]:.6f}, "
-                        f"{saved['micro'][key]:.6f} at save time"
-                    )
-            if saved != now and not problems:
-                problems.append(f"{data}: per-type metrics or accuracy differ from save time")
+    saved = tagger.metadata.get("metrics", {}).get("dev")
+    now = tagger.evaluate(load_corpus(data)) if data is not None else None
+    problems = differences(check.problems, saved, now, str(data))
+    if now is not None:
         print(
-            f"metrics on {data}: F1 {100 * now['micro']['f1']:.2f} "
+            f"metrics on {data}: F1 {100 * now.micro.f1:.2f} "
             f"(at save time: {100 * saved['micro']['f1']:.2f})"
             if saved
             else ""

@@ -1,7 +1,8 @@
 """The ``tagsure`` command: a thin layer that parses arguments, calls the library and prints.
 
-Every command turns a known failure (bad corpus line, unreadable model file, refused
-checkpoint) into one line on stderr and a non-zero exit code; tracebacks are for bugs only.
+Every command turns a known failure (a :class:`~tagsure.errors.TagsureError`: bad corpus line,
+unreadable model file, refused checkpoint) into one line on stderr and a non-zero exit code;
+any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import Annotated
 import typer
 
 from tagsure.cli import commands
-from tagsure.data.conll import CorpusError
-from tagsure.storage.checkpoints import CheckpointError
-from tagsure.storage.model_file import ModelFileError
+from tagsure.errors import TagsureError
 
 app = typer.Typer(
     help="Train, evaluate and use named-entity taggers that load exactly as they were trained.",
@@ -25,7 +24,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXPECTED_ERRORS = (CorpusError, ModelFileError, CheckpointError, FileNotFoundError, ValueError)
+EXPECTED_ERRORS = (TagsureError, FileNotFoundError)
+
+# Options that `train` and `lm train` share.
+MaxMinutes = Annotated[float | None, typer.Option(help="Stop after this much time.")]
+CheckpointDir = Annotated[
+    Path | None, typer.Option(help="Write a resumable checkpoint here after every epoch.")
+]
+CheckpointEvery = Annotated[
+    int, typer.Option(help="Also checkpoint every N optimizer steps (0: only at epoch ends).")
+]
+Resume = Annotated[
+    Path | None,
+    typer.Option(help="Continue the run checkpointed in this folder, exactly where it stopped."),
+]
 
 
 @app.command()
@@ -44,23 +56,14 @@ def train(
         Path | None, typer.Option(help="TOML file with [data], [model], [training] sections.")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this much time.")] = None,
+    max_minutes: MaxMinutes = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed; the same seed repeats a CPU run bit for bit.")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Write a resumable checkpoint here after every epoch.")
-    ] = None,
-    checkpoint_every: Annotated[
-        int, typer.Option(help="Also checkpoint every N optimizer steps (0: only at epoch ends).")
-    ] = 0,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            help="Continue the run checkpointed in this folder, exactly where it stopped."
-        ),
-    ] = None,
+    checkpoint_dir: CheckpointDir = None,
+    checkpoint_every: CheckpointEvery = 0,
+    resume: Resume = None,
     compile_steps: Annotated[
         bool, typer.Option("--compile", help="Run the training steps under torch.compile.")
     ] = False,
@@ -104,10 +107,8 @@ def predict(
         str,
         typer.Option(
             "--format",
-            help="conll: token [gold] "
-            "predicted per line; jsonl: entities per input "
-            "line / sentence. Default: conll for CoNLL "
-            "input, jsonl for text.",
+            help="conll: token [gold] predicted per line; jsonl: entities per input line / "
+            "sentence. Default: conll for CoNLL input, jsonl for text.",
         ),
     ] = "",
     input_format: Annotated[str, typer.Option("--input", help="auto, conll or text.")] = "auto",
@@ -222,19 +223,13 @@ def lm_train(
     epochs: Annotated[
         int | None, typer.Option(help="Passes over the text (10; with --resume: in all).")
     ] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this much time.")] = None,
+    max_minutes: MaxMinutes = None,
     batch_size: Annotated[int, typer.Option(help="Text streams read in parallel.")] = 64,
     sequence_length: Annotated[int, typer.Option(help="Characters per TBPTT step.")] = 250,
     seed: Annotated[int, typer.Option(help="Seed; the same seed repeats a CPU run.")] = 1,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Write a resumable checkpoint here.")
-    ] = None,
-    checkpoint_every: Annotated[
-        int, typer.Option(help="Also checkpoint every N steps (0: only at epoch ends).")
-    ] = 0,
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue the run checkpointed in this folder.")
-    ] = None,
+    checkpoint_dir: CheckpointDir = None,
+    checkpoint_every: CheckpointEvery = 0,
+    resume: Resume = None,
 ) -> None:
     """Train a character-level LSTM language model (forward or backward) on raw text."""
     commands.lm_train(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -12,6 +14,7 @@ from tagsure.training.trainer import EpochRecord, format_record
 
 class TqdmProgress:
     loss_name, rate_name = "loss", "tok_s"
+    format: Callable[[Any], str] = staticmethod(format_record)
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
@@ -36,16 +39,12 @@ class TqdmProgress:
         self.bar.set_postfix({self.loss_name: f"{loss:.3f}", self.rate_name: f"{rate:,.0f}"})
         self.bar.update()
 
-    def epoch_end(self, record: EpochRecord) -> None:
+    def epoch_end(self, record: EpochRecord | LMEpochRecord) -> None:
         if self.bar is not None:
             self.bar.close()
-        tqdm.write(f"epoch {record.epoch:3d}  {format_record(record)}")
+        tqdm.write(f"epoch {record.epoch:3d}  {self.format(record)}")
 
 
 class TqdmLMProgress(TqdmProgress):
     loss_name, rate_name = "bpc", "chars_s"
-
-    def epoch_end(self, record: LMEpochRecord) -> None:  # type: ignore[override]
-        if self.bar is not None:
-            self.bar.close()
-        tqdm.write(f"epoch {record.epoch:3d}  {format_lm_record(record)}")
+    format: Callable[[Any], str] = staticmethod(format_lm_record)

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tagsure.data.schemes import TagScheme, detect_scheme, split_tag
+from tagsure.errors import TagError, TagsureError
 
 DOCSTART = "-DOCSTART-"
 
 
-class CorpusError(ValueError):
+class CorpusError(TagsureError, ValueError):
     """Malformed corpus input; the message names the file, the line and the problem."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, problem: str) -> None:
@@ -165,7 +166,7 @@ def read_conll(
             if tag is not None:
                 try:
                     split_tag(tag)
-                except ValueError as err:
+                except TagError as err:
                     raise CorpusError(path, number, str(err)) from None
                 tags.append(tag)
             if not tokens:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
+from tagsure.errors import ConfigError, TagError
+
 __all__ = [
     "Span",
     "TagScheme",
@@ -39,8 +41,10 @@ __all__ = [
     "allowed_starts",
     "allowed_transitions",
     "convert",
+    "decode_spans",
     "detect_scheme",
     "from_spans",
+    "label_set",
     "split_tag",
     "to_spans",
     "validate",
@@ -81,7 +85,7 @@ class TagScheme(StrEnum):
             valid = ", ".join(
                 [s.value for s in cls] + [f"{a} (= {t})" for a, t in _ALIASES.items()]
             )
-            raise ValueError(f"unknown tag scheme {name!r}; valid names: {valid}") from None
+            raise ConfigError(f"unknown tag scheme {name!r}; valid names: {valid}") from None
 
     @property
     def prefixes(self) -> frozenset[str]:
@@ -90,16 +94,29 @@ class TagScheme(StrEnum):
 
 
 _ALIASES = {"BIO": "IOB2", "IOBES": "BIOES"}
-_SCHEME_PREFIXES = {
-    TagScheme.IOB1: frozenset("BI"),
-    TagScheme.IOB2: frozenset("BI"),
-    TagScheme.BIOES: frozenset("BIES"),
-    TagScheme.BILOU: frozenset("BILU"),
+# In the order a label set lists them (see `label_set`).
+_ORDERED_PREFIXES = {
+    TagScheme.IOB1: "BI",
+    TagScheme.IOB2: "BI",
+    TagScheme.BIOES: "BIES",
+    TagScheme.BILOU: "BILU",
 }
+_SCHEME_PREFIXES = {scheme: frozenset(p) for scheme, p in _ORDERED_PREFIXES.items()}
 # The prefix closing a multi-token entity and the one marking a single-token entity; the
-# IOB schemes have neither, which is what `to_spans` and the rules below key on.
+# IOB schemes have neither, which is what the rules below key on.
 _LAST = {TagScheme.BIOES: "E", TagScheme.BILOU: "L"}
 _UNIT = {TagScheme.BIOES: "S", TagScheme.BILOU: "U"}
+
+
+def label_set(types: Iterable[str], scheme: TagScheme | str) -> list[str]:
+    """Every label ``scheme`` can produce for these entity types, ``O`` first.
+
+    Example:
+        >>> label_set(["LOC", "PER"], "BIO")
+        ['O', 'B-LOC', 'I-LOC', 'B-PER', 'I-PER']
+    """
+    prefixes = _ORDERED_PREFIXES[TagScheme.parse(scheme)]
+    return [OUTSIDE] + [f"{p}-{t}" for t in types for p in prefixes]
 
 
 @dataclass(frozen=True)
@@ -123,8 +140,8 @@ class Span:
 def split_tag(tag: str) -> tuple[str, str | None]:
     """Split a tag into its prefix and its type; ``O`` has no type.
 
-    Raises :class:`ValueError` naming the tag when it is neither ``O`` nor one of ``B- I- E- S-
-    L- U-`` followed by a non-empty type (callers add the file and line).
+    Raises :class:`~tagsure.errors.TagError` naming the tag when it is neither ``O`` nor one of
+    ``B- I- E- S- L- U-`` followed by a non-empty type (callers add the file and line).
 
     Example:
         >>> split_tag("B-PER"), split_tag("O"), split_tag("I-WORK-OF-ART")
@@ -134,7 +151,7 @@ def split_tag(tag: str) -> tuple[str, str | None]:
         return OUTSIDE, None
     prefix, dash, label = tag.partition("-")
     if not dash or prefix not in PREFIXES or not label:
-        raise ValueError(
+        raise TagError(
             f"invalid tag {tag!r}: expected 'O' or one of the prefixes "
             f"{', '.join(p + '-' for p in PREFIXES)} followed by an entity type"
         )
@@ -145,29 +162,35 @@ def split_tag(tag: str) -> tuple[str, str | None]:
 _split = lru_cache(maxsize=4096)(split_tag)
 
 
-def _split_all(tags: Sequence[str], scheme: TagScheme) -> list[tuple[str, str | None]]:
+def _split_all(
+    tags: Sequence[str], scheme: TagScheme, name: str = "token {i}: {tag}"
+) -> list[tuple[str, str | None]]:
     """Split every tag, rejecting prefixes that ``scheme`` does not have."""
     parts = []
     allowed = scheme.prefixes
     for i, tag in enumerate(tags):
         prefix, label = _split(tag)
         if label is not None and prefix not in allowed:
-            raise ValueError(f"token {i}: {tag} is not a tag of the {scheme.value} scheme")
+            where = name.format(i=i, tag=tag)
+            raise TagError(f"{where} is not a tag of the {scheme.value} scheme")
         parts.append((prefix, label))
     return parts
 
 
-def detect_scheme(sequences: Iterable[Sequence[str]]) -> TagScheme:
-    """Guess the scheme of tagged sentences from the prefixes they use.
+def detect_scheme(sequences: Iterable[Sequence[str]], *, ordered: bool = True) -> TagScheme:
+    """Guess the scheme of tagged sentences from the prefixes they use; the one place that does.
 
     ``E-``/``S-`` mean BIOES and ``L-``/``U-`` mean BILOU (both at once is an error). With only
     ``B-``/``I-``, the data is IOB1 when some entity opens with ``I-`` (at the sentence start or
     after ``O``) and every ``B-X`` directly follows an ``I-X`` or ``B-X``; otherwise IOB2, which is
-    also the answer for data without entities.
+    also the answer for data without entities. ``ordered=False`` reads each sequence as a set of
+    labels (a model's label inventory), whose order says nothing, so IOB1 is never guessed.
 
     Example:
         >>> detect_scheme([["I-PER", "I-PER", "B-PER", "O"]]).value
         'IOB1'
+        >>> detect_scheme([["O", "I-PER", "B-PER"]], ordered=False).value
+        'IOB2'
     """
     seen: set[str] = set()
     opens_with_i = False  # evidence for IOB1
@@ -184,12 +207,12 @@ def detect_scheme(sequences: Iterable[Sequence[str]]) -> TagScheme:
             prev_prefix, prev_label = prefix, label
     bioes, bilou = bool(seen & {"E", "S"}), bool(seen & {"L", "U"})
     if bioes and bilou:
-        raise ValueError("the tags mix BIOES (E-, S-) and BILOU (L-, U-) prefixes; use one scheme")
+        raise TagError("the tags mix BIOES (E-, S-) and BILOU (L-, U-) prefixes; use one scheme")
     if bioes:
         return TagScheme.BIOES
     if bilou:
         return TagScheme.BILOU
-    if opens_with_i and not b_after_other:
+    if ordered and opens_with_i and not b_after_other:
         return TagScheme.IOB1
     return TagScheme.IOB2
 
@@ -197,7 +220,23 @@ def detect_scheme(sequences: Iterable[Sequence[str]]) -> TagScheme:
 def to_spans(tags: Sequence[str], scheme: TagScheme | str) -> list[Span]:
     """Decode one sentence's tags into entity spans, tolerating ill-formed sequences.
 
-    The rules are conlleval's (and seqeval's default mode, which extends them to ``E-``/``S-``):
+    The rules are :func:`decode_spans`'s; a prefix the scheme lacks (``E-`` in IOB2, say)
+    raises :class:`~tagsure.errors.TagError`.
+
+    Example:
+        >>> spans = to_spans(["O", "I-PER", "B-LOC", "E-LOC", "E-LOC"], "BIOES")
+        >>> [(s.label, s.start, s.end) for s in spans]
+        [('PER', 1, 2), ('LOC', 2, 4), ('LOC', 4, 5)]
+    """
+    _split_all(tags, TagScheme.parse(scheme))  # the prefix check; the parse is cached
+    return [Span(label, start, end) for label, start, end in decode_spans(tags)]
+
+
+def decode_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The entities of one sentence as ``(type, start, end)``, whatever prefixes it mixes.
+
+    The one span decoder: :func:`to_spans` and the metrics both use it. The rules are
+    conlleval's (and seqeval's default mode, which extends them to ``E-``/``S-``):
 
     * ``B-X`` always starts a new entity; ``S-X``/``U-X`` is always a one-token entity.
     * ``I-X`` continues the open entity if it has type ``X``, else starts a new one (so ``I-X``
@@ -205,30 +244,31 @@ def to_spans(tags: Sequence[str], scheme: TagScheme | str) -> list[Span]:
     * ``E-X``/``L-X`` closes the open ``X`` entity, or else is a one-token entity.
     * ``O`` and the sentence end close whatever is open, even a ``B-`` never closed in BIOES.
 
-    IOB1 and IOB2 therefore decode identically. A prefix the scheme lacks (``E-`` in IOB2, say)
-    raises :class:`ValueError`.
+    IOB1 and IOB2 therefore decode identically. An unreadable tag raises
+    :class:`~tagsure.errors.TagError`.
 
     Example:
-        >>> spans = to_spans(["O", "I-PER", "B-LOC", "E-LOC", "E-LOC"], "BIOES")
-        >>> [(s.label, s.start, s.end) for s in spans]
-        [('PER', 1, 2), ('LOC', 2, 4), ('LOC', 4, 5)]
+        >>> decode_spans(["B-PER", "E-PER", "I-LOC", "O"])
+        [('PER', 0, 2), ('LOC', 2, 3)]
     """
-    scheme = TagScheme.parse(scheme)
-    last, unit = _LAST.get(scheme), _UNIT.get(scheme)
-    spans: list[Span] = []
+    spans: list[tuple[str, int, int]] = []
     open_label: str | None = None  # type of the entity that the next tag may continue
     start = 0
-    for i, (prefix, label) in enumerate(_split_all(tags, scheme)):
-        if not (label is not None and label == open_label and prefix in ("I", last)):
+    for i, (prefix, label) in enumerate(map(_split, tags)):
+        if not (label is not None and label == open_label and prefix in _CONTINUE):
             if open_label is not None:
-                spans.append(Span(open_label, start, i))
+                spans.append((open_label, start, i))
             open_label, start = label, i
-        if open_label is not None and prefix in (last, unit):  # they close on their own token
-            spans.append(Span(open_label, start, i + 1))
+        if open_label is not None and prefix in _CLOSE:  # they close on their own token
+            spans.append((open_label, start, i + 1))
             open_label = None
     if open_label is not None:
-        spans.append(Span(open_label, start, len(tags)))
+        spans.append((open_label, start, len(tags)))
     return spans
+
+
+_CONTINUE = frozenset("IEL")  # prefixes that continue an open entity of their type
+_CLOSE = frozenset("ELSU")  # prefixes that end an entity on their own token
 
 
 def from_spans(spans: Iterable[Span], length: int, scheme: TagScheme | str) -> list[str]:
@@ -366,14 +406,7 @@ def validate(tags: Sequence[str], scheme: TagScheme | str) -> list[str]:
     return problems
 
 
-def _parse_labels(labels: Sequence[str], scheme: TagScheme) -> list[tuple[str, str | None]]:
-    parts = []
-    for i, label in enumerate(labels):
-        prefix, kind = split_tag(label)
-        if kind is not None and prefix not in scheme.prefixes:
-            raise ValueError(f"label {i} ({label}) is not a tag of the {scheme.value} scheme")
-        parts.append((prefix, kind))
-    return parts
+_LABEL = "label {i} ({tag})"
 
 
 def allowed_transitions(labels: Sequence[str], scheme: TagScheme | str) -> list[tuple[int, int]]:
@@ -387,7 +420,7 @@ def allowed_transitions(labels: Sequence[str], scheme: TagScheme | str) -> list[
         [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
     """
     scheme = TagScheme.parse(scheme)
-    parts = _parse_labels(labels, scheme)
+    parts = _split_all(labels, scheme, _LABEL)
     return [
         (i, j)
         for i, prev in enumerate(parts)
@@ -404,7 +437,7 @@ def allowed_starts(labels: Sequence[str], scheme: TagScheme | str) -> list[int]:
         [0, 1]
     """
     scheme = TagScheme.parse(scheme)
-    parts = _parse_labels(labels, scheme)
+    parts = _split_all(labels, scheme, _LABEL)
     return [i for i, (prefix, _) in enumerate(parts) if _start_problem(prefix, scheme) is None]
 
 
@@ -416,5 +449,5 @@ def allowed_ends(labels: Sequence[str], scheme: TagScheme | str) -> list[int]:
         [0, 2, 3]
     """
     scheme = TagScheme.parse(scheme)
-    parts = _parse_labels(labels, scheme)
+    parts = _split_all(labels, scheme, _LABEL)
     return [i for i, (p, kind) in enumerate(parts) if _end_problem(p, kind, scheme) is None]

@@ -7,8 +7,9 @@ Sentence boundaries close every chunk. Token accuracy is the share of tokens who
 equals the gold tag. Ill-formed sequences are not errors: an ``I-X`` after ``O`` or after
 ``B-Y`` opens a chunk, so a tagger is scored on what its output means, not on its syntax.
 
-For ``B-``/``I-``/``E-``/``O`` tags (IOB1, IOB2, IOE) the predicates below are conlleval.pl's
-(version 2004-01-26) to the letter. That script predates BIOES and has no ``S-`` rule, and no
+The chunks are :func:`tagsure.data.schemes.decode_spans`', the one span decoder. For
+``B-``/``I-``/``E-``/``O`` tags (IOB1, IOB2, IOE) its rules give conlleval.pl's (version
+2004-01-26) chunks to the letter. That script predates BIOES and has no ``S-`` rule, and no
 rule ending a chunk at ``B-`` after ``E-``: it reads ``S-PER S-PER`` and ``B-PER E-PER B-PER
 E-PER`` as one entity each. There we follow seqeval's default mode, the de-facto extension
 (``E-``/``S-`` end a chunk, ``B-``/``S-`` start one), and read BILOU's ``L-``/``U-`` as
@@ -24,19 +25,17 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from tagsure.data.schemes import split_tag
+from tagsure.data.schemes import decode_spans, split_tag
+from tagsure.errors import TagError
 
 __all__ = ["PRF", "Metrics", "MetricsAccumulator", "evaluate"]
-
-# BILOU's closing and single-token prefixes behave like BIOES's.
-_SAME_AS = {"L": "E", "U": "S"}
 
 
 @dataclass
@@ -72,14 +71,7 @@ class PRF:
             >>> PRF.from_counts(1, 2, 1).to_dict()["precision"]
             0.5
         """
-        return {
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "true_positives": self.true_positives,
-            "predicted": self.predicted,
-            "gold": self.gold,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -151,67 +143,17 @@ def _percentages(prf: PRF) -> tuple[float, float, float]:
     return p, r, f
 
 
-# -- chunking -----------------------------------------------------------------------------------
-
-
-def _end_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
-    """Did a chunk end between the previous token and this one? (conlleval's endOfChunk)"""
-    if prev_tag in ("E", "S"):  # conlleval: E before E, I, O; seqeval: before anything
-        return True
-    if prev_tag in ("B", "I") and tag in ("B", "S", "O"):
-        return True
-    # a type change ends the chunk, whatever the prefixes say
-    return prev_tag != "O" and prev_type != type_
-
-
-def _start_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
-    """Did a chunk start at this token? (conlleval's startOfChunk)"""
-    if tag in ("B", "S"):  # conlleval: B after B, I, O; seqeval: after anything
-        return True
-    if tag in ("I", "E") and prev_tag in ("E", "S", "O"):  # nothing open to continue
-        return True
-    return tag != "O" and prev_type != type_
-
-
-_PREFIXES = ("B", "I", "E", "S", "O")
-# The predicates depend on the two prefixes and on whether the types are equal (no chunk
-# prefix is typed differently from its tag), so they fold into a table of (ends, starts).
-_TABLE = {
-    (prev, cur, same): (
-        _end_of_chunk(prev, cur, "X", "X" if same else "Y"),
-        _start_of_chunk(prev, cur, "X", "X" if same else "Y"),
-    )
-    for prev in _PREFIXES
-    for cur in _PREFIXES
-    for same in (False, True)
-}
-
-
-@lru_cache(maxsize=4096)
-def _parse(tag: str) -> tuple[str, str]:
-    prefix, label = split_tag(tag)
-    return _SAME_AS.get(prefix, prefix), label or ""
-
-
 def _chunks(tags: Sequence[str], sentence: int, side: str) -> list[tuple[str, int, int]]:
     """conlleval's chunks of one sentence, as (type, start, end) with ``end`` exclusive."""
-    chunks: list[tuple[str, int, int]] = []
-    prev_tag, prev_type, start = "O", "", 0
-    for i, tag in enumerate(tags):
-        try:
-            cur_tag, cur_type = _parse(tag)
-        except ValueError as err:
-            raise ValueError(f"sentence {sentence}, token {i} ({side}): {err}") from None
-        ends, starts = _TABLE[prev_tag, cur_tag, prev_type == cur_type]
-        if ends:
-            chunks.append((prev_type, start, i))
-        if starts:
-            start = i
-        prev_tag, prev_type = cur_tag, cur_type
-    # The sentence boundary reads as an O, which ends whatever is open.
-    if _TABLE[prev_tag, "O", prev_type == ""][0]:
-        chunks.append((prev_type, start, len(tags)))
-    return chunks
+    try:
+        return decode_spans(tags)
+    except TagError:  # find the token to name; the common path parses each tag once
+        for i, tag in enumerate(tags):
+            try:
+                split_tag(tag)
+            except TagError as err:
+                raise TagError(f"sentence {sentence}, token {i} ({side}): {err}") from None
+        raise
 
 
 class MetricsAccumulator:

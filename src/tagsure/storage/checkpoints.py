@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tagsure.errors import TagsureError
+
 __all__ = [
     "CONTAINER_KEYS",
     "PYTORCH_SUFFIXES",
@@ -90,7 +92,7 @@ _CONVERT_HINT = (
 )
 
 
-class CheckpointError(Exception):
+class CheckpointError(TagsureError):
     """A checkpoint could not be read, or holds something tagsure will not load."""
 
 

@@ -25,6 +25,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from tagsure.data.schemes import TagScheme
+from tagsure.errors import TagsureError
 from tagsure.models import registry
 from tagsure.storage import checkpoints, fingerprint
 from tagsure.storage.atomic import atomic_write_bytes
@@ -37,7 +38,7 @@ FORMAT_VERSION = 1
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
 
-class ModelFileError(ValueError):
+class ModelFileError(TagsureError, ValueError):
     """A file that is not a readable tagsure model; the message names the file and the fix."""
 
 

@@ -1,0 +1,27 @@
+"""The errors tagsure raises for problems the user can fix; anything else is a bug.
+
+The CLI shows a :class:`TagsureError` as one line (``tagsure: error: MESSAGE``) and lets every
+other exception print its traceback. The classes that describe a value also subclass
+:class:`ValueError`, so code written against the older ``except ValueError`` keeps working.
+
+Example:
+    >>> from tagsure.data.conll import CorpusError
+    >>> issubclass(CorpusError, TagsureError), issubclass(ConfigError, ValueError)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "TagError", "TagsureError"]
+
+
+class TagsureError(Exception):
+    """Base of tagsure's own errors: the message names the input and what to do about it."""
+
+
+class ConfigError(TagsureError, ValueError):
+    """A setting (config file, option, model config) that tagsure cannot use."""
+
+
+class TagError(TagsureError, ValueError):
+    """A tag that is not ``O`` or ``PREFIX-TYPE``, or a tag sequence outside its scheme."""
