@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,53 +23,14 @@ import torch.nn.functional as F
 from tagsure.data.conll import load_corpus
 from tagsure.encoders.char_lm import CharLanguageModel, CharLMConfig, build_dictionary
 from tagsure.storage.lm_file import save_lm
+from tagsure.training.config import LMTrainConfig
+from tagsure.training.log import LMEpochRecord, format_lm_record
 from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class LMTrainConfig:
-    text: list[str] = field(default_factory=list)  # raw text files, read as they are
-    conll: list[str] = field(default_factory=list)  # tagged corpora: a sentence per line
-    direction: str = "forward"
-    hidden_size: int = 512
-    embedding_dim: int = 100
-    layers: int = 1
-    dropout: float = 0.1
-    max_chars: int = 300  # dictionary size; rarer characters become "unknown"
-    sequence_length: int = 250  # characters per step (the truncation of back-propagation)
-    batch_size: int = 64  # text streams read in parallel
-    learning_rate: float = 2e-3
-    clip_grad_norm: float = 1.0
-    epochs: int = 10
-    max_minutes: float | None = None
-    holdout: float = 0.01
-    seed: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class LMEpochRecord:
-    epoch: int
-    minutes: float
-    train_bpc: float
-    holdout_bpc: float
-    chars_per_s: float
-    best: bool = False
-
-
 LMProgress = RunProgress[LMEpochRecord]
-
-
-def format_lm_record(record: LMEpochRecord) -> str:
-    return (
-        f"train {record.train_bpc:.3f} bpc  held-out {record.holdout_bpc:.3f} bpc  "
-        f"{record.chars_per_s:,.0f} chars/s  {record.minutes:.1f} min"
-        + ("  *" if record.best else "")
-    )
 
 
 def read_training_text(config: LMTrainConfig) -> str:
@@ -177,16 +137,9 @@ class _LMRun(Run[int, LMEpochRecord]):
         train_text, holdout_text = split_holdout(text, config.holdout)
         self.streams = _streams(lm.encode_text(train_text), config.batch_size)  # (B, N)
         self.holdout = _streams(lm.encode_text(holdout_text), min(config.batch_size, 16))
-        self.sources = [*config.text, *config.conll]
         optimizer = torch.optim.AdamW(lm.parameters(), lr=config.learning_rate, fused=True)
-        self.carried: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(
-            lm,
-            optimizer,
-            epochs=config.epochs,
-            max_minutes=config.max_minutes,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every,
+            lm, optimizer, config.epochs, config.max_minutes, checkpoint_dir, checkpoint_every
         )
 
     def checkpoint_document(self) -> dict[str, Any]:
@@ -197,13 +150,6 @@ class _LMRun(Run[int, LMEpochRecord]):
             "checkpoint_every": self.checkpoint_every,
         }
 
-    def extra_tensors(self) -> dict[str, torch.Tensor]:
-        return {"h": self.carried[0], "c": self.carried[1]} if self.carried else {}
-
-    def restore_extra(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "h" in tensors:
-            self.carried = (tensors["h"], tensors["c"])
-
     def epoch_batches(self) -> range:
         return range((self.streams.size(1) - 1) // self.config.sequence_length)
 
@@ -211,8 +157,9 @@ class _LMRun(Run[int, LMEpochRecord]):
         """One optimizer step on the streams' ``index``-th window; its loss is in bits per char."""
         length = self.config.sequence_length
         window = self.streams[:, index * length : (index + 1) * length + 1]  # (B, S + 1)
-        hidden, state = self.lm(window[:, :-1], self.carried)  # (B, S, H)
-        self.carried = (state[0].detach(), state[1].detach())
+        carried = (self.carried["h"], self.carried["c"]) if self.carried else None
+        hidden, (h, c) = self.lm(window[:, :-1], carried)  # (B, S, H)
+        self.carried = {"h": h.detach(), "c": c.detach()}
         logits = self.lm.logits(hidden)  # (B, S, V)
         loss = F.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten())
         self.optimizer.zero_grad(set_to_none=True)
@@ -238,7 +185,7 @@ class _LMRun(Run[int, LMEpochRecord]):
 
     def close_epoch(self) -> tuple[LMEpochRecord, float | None]:
         state = self.state
-        self.carried = None  # the next epoch reads the streams from their start
+        self.carried = {}  # the next epoch reads the streams from their start
         record = LMEpochRecord(
             epoch=state.epoch,
             minutes=0.0,
@@ -251,7 +198,7 @@ class _LMRun(Run[int, LMEpochRecord]):
     def on_best(self, record: LMEpochRecord) -> None:
         """The best LM so far goes to ``out``, with what it was trained on."""
         self.lm.config.training = {
-            "sources": [Path(s).name for s in self.sources],
+            "sources": [Path(s).name for s in [*self.config.text, *self.config.conll]],
             "epochs": self.state.epoch,
             "holdout_bpc": record.holdout_bpc,
             "train_chars_seen": self.state.train_tokens,

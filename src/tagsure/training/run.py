@@ -1,25 +1,18 @@
 """The loop every training run shares: epochs of steps, the deadline, checkpoints, the best
-snapshot, progress, and exact resume.
+snapshot, progress and exact resume. A trainer subclasses :class:`Run` and supplies its batches,
+its step, its epoch record and score, and what its checkpoint holds besides the counters.
 
-A trainer subclasses :class:`Run` and supplies only what is its own: the epoch's batches
-(:meth:`Run.epoch_batches`), one optimizer step (:meth:`Run.step`), the epoch's record and score
-(:meth:`Run.close_epoch`) and what its checkpoint holds besides the run's counters
-(:meth:`Run.checkpoint_document`); it may add a stopping rule (:meth:`Run.after_epoch`), act on a
-new best (:meth:`Run.on_best`) and carry tensors across steps (:meth:`Run.extra_tensors`).
-
-Resume is exact because everything that decides the next step is checkpointed (weights, best
-weights, optimizer, torch's RNG, the counters, a trainer's carried tensors) and a trainer's batch
-order depends only on the seed and the epoch: a resumed run replays the epoch's batches and skips
-the ones done.
-
-Data-parallel training plugs in here: its trainer shards :meth:`Run.epoch_batches` by rank, sets
-:attr:`Run.writes` false on every rank but the first, and overrides :meth:`Run.out_of_time` so
-that all ranks agree to stop.
+Resume is exact: a checkpoint holds all that decides the next step (weights, optimizer, torch's
+RNG, counters, tensors a trainer carries) and a trainer's batch order depends only on the seed
+and the epoch, so a resumed run replays the epoch's batches and skips those done. Data-parallel
+training plugs in here: shard ``epoch_batches`` by rank, set ``writes`` false on all ranks but
+the first, and make ``out_of_time`` agree across ranks.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from logging import Logger
@@ -32,9 +25,7 @@ from tagsure.training.checkpoint import Checkpoint, load_checkpoint, save_checkp
 from tagsure.training.log import MetricsLog
 
 
-class EpochRecordLike(Protocol):
-    """What the loop sets on a trainer's epoch record (a dataclass, logged as JSON)."""
-
+class EpochRecordLike(Protocol):  # a dataclass, logged as JSON
     __dataclass_fields__: ClassVar[dict[str, Any]]
     epoch: int
     minutes: float
@@ -50,24 +41,19 @@ class RunProgress(Protocol[Record_contra]):
     """What a run reports while it goes; the CLI draws it, the library only logs."""
 
     def epoch_start(self, epoch: int, batches: int) -> None: ...
-
     def batch_end(self, loss: float, tokens: int) -> None: ...
-
     def epoch_end(self, record: Record_contra) -> None: ...
 
 
+@dataclass
 class LoggingProgress(Generic[Record]):
     """A log line per epoch, ``describe(record)``, on the trainer's logger."""
 
-    def __init__(self, describe: Callable[[Record], str], logger: Logger) -> None:
-        self.describe, self.logger = describe, logger
+    describe: Callable[[Record], str]
+    logger: Logger
 
-    def epoch_start(self, epoch: int, batches: int) -> None:
-        pass
-
-    def batch_end(self, loss: float, tokens: int) -> None:
-        pass
-
+    def epoch_start(self, epoch: int, batches: int) -> None: ...
+    def batch_end(self, loss: float, tokens: int) -> None: ...
     def epoch_end(self, record: Record) -> None:
         self.logger.info("epoch %d: %s", record.epoch, self.describe(record))
 
@@ -97,8 +83,7 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)  # the epoch records so far
 
 
-def read_checkpoint(directory: str | Path) -> Checkpoint:
-    """The resume state a run left in ``directory``."""
+def read_checkpoint(directory: str | Path) -> Checkpoint:  # the one reader of resume state
     return load_checkpoint(directory)
 
 
@@ -106,7 +91,7 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-class Run(Generic[Batch, Record]):
+class Run(ABC, Generic[Batch, Record]):
     """One training run: its counters, best weights, checkpoints and loop (see the module)."""
 
     record_type: type[Record]  # the trainer's epoch record, rebuilt from the history
@@ -121,7 +106,6 @@ class Run(Generic[Batch, Record]):
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        *,
         epochs: int,
         max_minutes: float | None,
         checkpoint_dir: str | Path | None,
@@ -134,54 +118,35 @@ class Run(Generic[Batch, Record]):
         self.checkpoint_every = checkpoint_every  # optimizer steps; 0: at epoch ends only
         self.state = RunState(best=self.first_best)
         self.best_model = snapshot(model)
+        self.carried: dict[str, torch.Tensor] = {}  # tensors a step leaves to the next one
         self.log = MetricsLog(log_path) if log_path and self.writes else None
         self.started = time.perf_counter()  # minus the time of earlier sessions, once looping
 
-    # What a trainer supplies.
-
-    def epoch_batches(self) -> Sequence[Batch]:
-        """All batches of the epoch ``self.state.epoch``, in order, the same on every call."""
-        raise NotImplementedError
-
-    def step(self, batch: Batch) -> Step:
-        """One optimizer step on ``batch``."""
-        raise NotImplementedError
-
-    def close_epoch(self) -> tuple[Record, float | None]:
-        """The epoch's record (``best`` and ``minutes`` are set after) and its score, evaluated
-        on held-out data; None when there is none, and then every epoch counts as the best."""
-        raise NotImplementedError
-
-    def checkpoint_document(self) -> dict[str, Any]:
-        """What the checkpoint holds besides the counters: enough to rebuild the run."""
-        raise NotImplementedError
-
-    def on_best(self, record: Record) -> None:
-        """The epoch just closed is the best so far (its weights are already kept)."""
-
+    # What a trainer supplies: its batches (the same on every call for an epoch), one optimizer
+    # step, the closed epoch's record and held-out score (None: none, each epoch is the best),
+    # and what its checkpoint holds besides the counters, to rebuild the run. Optional hooks: a
+    # new best; between epochs (annealing), a reason to stop.
+    @abstractmethod
+    def epoch_batches(self) -> Sequence[Batch]: ...
+    @abstractmethod
+    def step(self, batch: Batch) -> Step: ...
+    @abstractmethod
+    def close_epoch(self) -> tuple[Record, float | None]: ...
+    @abstractmethod
+    def checkpoint_document(self) -> dict[str, Any]: ...
+    def on_best(self, record: Record) -> None: ...
     def after_epoch(self) -> str | None:
-        """Between epochs (say, annealing): the reason to stop now, or None."""
         return None
-
-    def extra_tensors(self) -> dict[str, torch.Tensor]:
-        """Tensors carried from step to step (an LM's hidden state), to checkpoint."""
-        return {}
-
-    def restore_extra(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
-
-    # The loop.
 
     def loop(self, progress: RunProgress[Record]) -> str:
         """Train to the end, leave the best weights in the model, and say why it stopped."""
         state = self.state
         self.started = time.perf_counter() - state.elapsed_seconds
-        stop_reason = f"reached {self.epochs} epochs"
+        reason: str | None = None  # to stop early
         while state.epoch <= self.epochs:
             batches = self.epoch_batches()
             progress.epoch_start(state.epoch, len(batches))
             self.model.train()
-            out_of_time = False
             for batch in batches[state.batches_done :]:
                 started = time.perf_counter()
                 step = self.step(batch)
@@ -194,25 +159,19 @@ class Run(Generic[Batch, Record]):
                 if self.checkpoint_every and state.steps % self.checkpoint_every == 0:
                     self.save()
                 if self.out_of_time():
-                    out_of_time = True
+                    reason = f"reached the time limit of {self.max_minutes} minutes"
                     break
             progress.epoch_end(self.end_epoch())
-            if out_of_time:
-                stop_reason = f"reached the time limit of {self.max_minutes} minutes"
-                break
-            reason = self.after_epoch()
-            if reason is not None:
-                stop_reason = reason
+            reason = reason or self.after_epoch()
+            if reason:
                 break
             self.save()
         self.model.load_state_dict(self.best_model)
-        return stop_reason
+        return reason or f"reached {self.epochs} epochs"
 
-    def out_of_time(self) -> bool:
-        """Past ``max_minutes`` of wall time (evaluation included) since the run began."""
-        if not self.max_minutes:
-            return False
-        return time.perf_counter() > self.started + self.max_minutes * 60
+    def out_of_time(self) -> bool:  # max_minutes of wall time, evaluation included
+        deadline = self.started + self.max_minutes * 60 if self.max_minutes else None
+        return deadline is not None and time.perf_counter() > deadline
 
     def end_epoch(self) -> Record:
         """Score the epoch, keep the best weights, log; then reset the epoch's counters."""
@@ -235,31 +194,24 @@ class Run(Generic[Batch, Record]):
         state.history.append(asdict(record))
         if self.log:
             self.log.write(asdict(record))
-        state.epoch += 1
-        state.batches_done = 0
+        state.epoch, state.batches_done = state.epoch + 1, 0
         state.epoch_loss, state.epoch_tokens, state.epoch_seconds = 0.0, 0, 0.0
         return record
 
     def history(self) -> list[Record]:
         return [self.record_type(**record) for record in self.state.history]
 
-    # Checkpoints.
-
     def save(self) -> None:
         """Checkpoint the run (with a checkpoint folder), exactly as it stands."""
         self.state.elapsed_seconds = time.perf_counter() - self.started
         if self.checkpoint_dir is None or not self.writes:
             return
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         values = asdict(self.state)
-        counters = {name: values[key] for key, name in self._saved_names().items()}
+        document = self.checkpoint_document()
+        document["state"] = {name: values[key] for key, name in self._saved_names().items()}
+        model, optimizer = snapshot(self.model), self.optimizer.state_dict()
         checkpoint = Checkpoint(
-            self.checkpoint_document() | {"state": counters},
-            snapshot(self.model),
-            self.best_model,
-            self.optimizer.state_dict(),
-            torch.get_rng_state(),
-            self.extra_tensors(),
+            document, model, self.best_model, optimizer, torch.get_rng_state(), self.carried
         )
         save_checkpoint(self.checkpoint_dir, checkpoint)
 
@@ -270,7 +222,7 @@ class Run(Generic[Batch, Record]):
         self.best_model = checkpoint.best_model
         self.state = RunState(**{key: counters[name] for key, name in self._saved_names().items()})
         torch.set_rng_state(checkpoint.torch_rng)
-        self.restore_extra(checkpoint.extra)
+        self.carried = checkpoint.extra
         if self.log:  # what was logged after the checkpoint is replayed, so rewrite the log
             for record in self.state.history:
                 self.log.write(record)

@@ -10,7 +10,7 @@ the number of batches done in the epoch, so a resumed run continues exactly wher
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,12 @@ from tagsure.storage.fingerprint import choose_probe
 from tagsure.storage.model_file import describe, tagger_from_document
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
-from tagsure.training.log import plot_curve
+from tagsure.training.log import EpochRecord, format_record, plot_curve
 from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_checkpoint
 from tagsure.training.schedule import apply_schedule
 from tagsure.training.setup import build_optimizer, prepare_model, read_corpora
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    minutes: float  # wall time since training started, evaluation included
-    train_loss: float  # mean per sentence
-    learning_rate: float
-    train_tokens_per_s: float  # tokens / seconds spent in training steps only
-    dev: dict[str, float] = field(default_factory=dict)  # precision, recall, f1, accuracy
-    best: bool = False
 
 
 @dataclass
@@ -60,20 +49,6 @@ class TrainResult:
 
 
 Progress = RunProgress[EpochRecord]
-
-
-def format_record(record: EpochRecord) -> str:
-    dev = record.dev
-    text = (
-        f"loss {record.train_loss:.3f}  lr {record.learning_rate:.2g}  "
-        f"{record.train_tokens_per_s:,.0f} tok/s  {record.minutes:.1f} min"
-    )
-    if dev:
-        text += (
-            f"  dev P {100 * dev['precision']:.2f} R {100 * dev['recall']:.2f} "
-            f"F1 {100 * dev['f1']:.2f}" + ("  *" if record.best else "")
-        )
-    return text
 
 
 def train(
@@ -123,16 +98,8 @@ def resume(checkpoint_dir: str | Path, progress: Progress | None = None) -> Trai
     tagger = tagger_from_document(document["model"], checkpoint.model, str(checkpoint_dir))
     tagger.metadata["probe"] = document["probe"]
     tagger.metadata["metrics"] = document["model"].get("metrics", {})
-    train_corpus, dev_corpus = read_corpora(config)
-    run = _Run(
-        config,
-        tagger,
-        train_corpus,
-        dev_corpus,
-        document["out"],
-        checkpoint_dir,
-        document["checkpoint_every"],
-    )
+    out, every = document["out"], document["checkpoint_every"]
+    run = _Run(config, tagger, *read_corpora(config), out, checkpoint_dir, every)
     run.restore(checkpoint)
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
 
@@ -170,9 +137,9 @@ class _Run(Run[np.ndarray, EpochRecord]):
             for data in (self.train_data, self.dev_data):
                 if data is not None:
                     data.features = frozen_features(data)
-        opt = config.training
+        opt, model = config.training, tagger.model
         optimizer = build_optimizer(
-            tagger.model,
+            model,
             opt.optimizer,
             opt.learning_rate,
             opt.weight_decay,
@@ -181,19 +148,14 @@ class _Run(Run[np.ndarray, EpochRecord]):
             opt.head_learning_rate,
         )
         self.planned_steps = opt.epochs * -(-len(self.train_data) // opt.batch_size)
-        self.loss = tagger.model.loss
+        self.loss = model.loss
         if opt.compile:
             from tagsure.training.compiled import compile_network
 
-            self.loss = compile_network(tagger.model).loss
+            self.loss = compile_network(model).loss
+        log = _sibling(self.out, ".metrics.jsonl") if self.out else None
         super().__init__(
-            tagger.model,
-            optimizer,
-            epochs=opt.epochs,
-            max_minutes=opt.max_minutes,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every,
-            log_path=_sibling(self.out, ".metrics.jsonl") if self.out else None,
+            model, optimizer, opt.epochs, opt.max_minutes, checkpoint_dir, checkpoint_every, log
         )
 
     def checkpoint_document(self) -> dict[str, Any]:
