@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from tagsure.data.batching import (
-    EncodedSentences,
     bucketed_batches,
     shuffled_batches,
     split_by_padding,
@@ -75,11 +74,8 @@ def train(
     output_scheme = train_corpus.scheme or TagScheme.IOB2
     model_scheme = TagScheme.parse(config.data.tag_scheme)
     encoder, model = prepare_model(config, train_corpus, model_scheme)
-    probe_source = dev_corpus or train_corpus
-    metadata = {
-        "training": config.to_dict(),
-        "probe": choose_probe([s.tokens for s in probe_source.sentences]),
-    }
+    probe = choose_probe([s.tokens for s in (dev_corpus or train_corpus).sentences])
+    metadata = {"training": config.to_dict(), "probe": probe}
     tagger = Tagger(model, encoder, model_scheme, output_scheme, metadata)
     run = _Run(config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every)
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
@@ -207,7 +203,11 @@ class _Run(Run[np.ndarray, EpochRecord]):
         )
         if self.dev_corpus is None or self.dev_data is None:
             return record, None
-        metrics = self.dev_metrics = evaluate_encoded(self.tagger, self.dev_data, self.dev_corpus)
+        predicted, _ = self.tagger._tag_encoded(self.dev_data)
+        accumulator = MetricsAccumulator()
+        for sentence, tags in zip(self.dev_corpus.sentences, predicted, strict=True):
+            accumulator.add(sentence.tags or [], tags)
+        metrics = self.dev_metrics = accumulator.result()
         record.dev = {
             "precision": float(metrics.micro.precision),
             "recall": float(metrics.micro.recall),
@@ -253,14 +253,6 @@ class _Run(Run[np.ndarray, EpochRecord]):
         return TrainResult(
             tagger, history, state.best_epoch, state.train_seconds, state.train_tokens, stop_reason
         )
-
-
-def evaluate_encoded(tagger: Tagger, data: EncodedSentences, corpus: Corpus) -> Metrics:
-    predicted, _ = tagger._tag_encoded(data)
-    accumulator = MetricsAccumulator()
-    for sentence, tags in zip(corpus.sentences, predicted, strict=True):
-        accumulator.add(sentence.tags or [], tags)
-    return accumulator.result()
 
 
 def _sibling(path: str | Path, suffix: str) -> Path:
