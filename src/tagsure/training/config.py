@@ -128,3 +128,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class LMTrainConfig:
+    text: list[str] = field(default_factory=list)  # raw text files, read as they are
+    conll: list[str] = field(default_factory=list)  # tagged corpora: a sentence per line
+    direction: str = "forward"
+    hidden_size: int = 512
+    embedding_dim: int = 100
+    layers: int = 1
+    dropout: float = 0.1
+    max_chars: int = 300  # dictionary size; rarer characters become "unknown"
+    sequence_length: int = 250  # characters per step (the truncation of back-propagation)
+    batch_size: int = 64  # text streams read in parallel
+    learning_rate: float = 2e-3
+    clip_grad_norm: float = 1.0
+    epochs: int = 10
+    max_minutes: float | None = None
+    holdout: float = 0.01
+    seed: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,17 +1,58 @@
-"""What training leaves beside the model: a JSONL metrics log and a training-curve PNG."""
+"""What training reports: a record per epoch and its line, the JSONL metrics log, the curve PNG."""
 
 from __future__ import annotations
 
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tagsure.storage.atomic import atomic_write_bytes
 
-if TYPE_CHECKING:
-    from tagsure.training.trainer import EpochRecord
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    minutes: float  # wall time since training started, evaluation included
+    train_loss: float  # mean per sentence
+    learning_rate: float
+    train_tokens_per_s: float  # tokens / seconds spent in training steps only
+    dev: dict[str, float] = field(default_factory=dict)  # precision, recall, f1, accuracy
+    best: bool = False
+
+
+def format_record(record: EpochRecord) -> str:
+    dev = record.dev
+    text = (
+        f"loss {record.train_loss:.3f}  lr {record.learning_rate:.2g}  "
+        f"{record.train_tokens_per_s:,.0f} tok/s  {record.minutes:.1f} min"
+    )
+    if dev:
+        text += (
+            f"  dev P {100 * dev['precision']:.2f} R {100 * dev['recall']:.2f} "
+            f"F1 {100 * dev['f1']:.2f}" + ("  *" if record.best else "")
+        )
+    return text
+
+
+@dataclass
+class LMEpochRecord:
+    epoch: int
+    minutes: float
+    train_bpc: float
+    holdout_bpc: float
+    chars_per_s: float
+    best: bool = False
+
+
+def format_lm_record(record: LMEpochRecord) -> str:
+    return (
+        f"train {record.train_bpc:.3f} bpc  held-out {record.holdout_bpc:.3f} bpc  "
+        f"{record.chars_per_s:,.0f} chars/s  {record.minutes:.1f} min"
+        + ("  *" if record.best else "")
+    )
 
 
 class MetricsLog:

@@ -10,16 +10,14 @@ the number of batches done in the epoch, so a resumed run continues exactly wher
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from tagsure.data.batching import (
-    EncodedSentences,
     bucketed_batches,
     shuffled_batches,
     split_by_padding,
@@ -30,24 +28,13 @@ from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.storage.fingerprint import choose_probe
 from tagsure.storage.model_file import describe, tagger_from_document
 from tagsure.tagger import Tagger
-from tagsure.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tagsure.training.config import TrainConfig
-from tagsure.training.log import MetricsLog, plot_curve
+from tagsure.training.log import EpochRecord, format_record, plot_curve
+from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_checkpoint
 from tagsure.training.schedule import apply_schedule
 from tagsure.training.setup import build_optimizer, prepare_model, read_corpora
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    minutes: float  # wall time since training started, evaluation included
-    train_loss: float  # mean per sentence
-    learning_rate: float
-    train_tokens_per_s: float  # tokens / seconds spent in training steps only
-    dev: dict[str, float] = field(default_factory=dict)  # precision, recall, f1, accuracy
-    best: bool = False
 
 
 @dataclass
@@ -60,58 +47,7 @@ class TrainResult:
     stop_reason: str
 
 
-@dataclass
-class LoopState:
-    """Everything the loop carries between steps besides model and optimizer; checkpointed."""
-
-    epoch: int = 1
-    batches_done: int = 0  # in the current epoch
-    steps: int = 0
-    best_f1: float = -1.0
-    best_epoch: int = 0
-    since_best: int = 0
-    train_seconds: float = 0.0
-    train_tokens: int = 0
-    elapsed_seconds: float = 0.0  # wall time, summed over sessions
-    epoch_loss: float = 0.0
-    epoch_tokens: int = 0
-    epoch_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Progress(Protocol):
-    """What the trainer reports while it runs; the CLI draws it, the library only logs."""
-
-    def epoch_start(self, epoch: int, batches: int) -> None: ...
-
-    def batch_end(self, loss: float, tokens: int) -> None: ...
-
-    def epoch_end(self, record: EpochRecord) -> None: ...
-
-
-class LoggingProgress:
-    def epoch_start(self, epoch: int, batches: int) -> None:
-        pass
-
-    def batch_end(self, loss: float, tokens: int) -> None:
-        pass
-
-    def epoch_end(self, record: EpochRecord) -> None:
-        logger.info("epoch %d: %s", record.epoch, format_record(record))
-
-
-def format_record(record: EpochRecord) -> str:
-    dev = record.dev
-    text = (
-        f"loss {record.train_loss:.3f}  lr {record.learning_rate:.2g}  "
-        f"{record.train_tokens_per_s:,.0f} tok/s  {record.minutes:.1f} min"
-    )
-    if dev:
-        text += (
-            f"  dev P {100 * dev['precision']:.2f} R {100 * dev['recall']:.2f} "
-            f"F1 {100 * dev['f1']:.2f}" + ("  *" if record.best else "")
-        )
-    return text
+Progress = RunProgress[EpochRecord]
 
 
 def train(
@@ -138,14 +74,11 @@ def train(
     output_scheme = train_corpus.scheme or TagScheme.IOB2
     model_scheme = TagScheme.parse(config.data.tag_scheme)
     encoder, model = prepare_model(config, train_corpus, model_scheme)
-    probe_source = dev_corpus or train_corpus
-    metadata = {
-        "training": config.to_dict(),
-        "probe": choose_probe([s.tokens for s in probe_source.sentences]),
-    }
+    probe = choose_probe([s.tokens for s in (dev_corpus or train_corpus).sentences])
+    metadata = {"training": config.to_dict(), "probe": probe}
     tagger = Tagger(model, encoder, model_scheme, output_scheme, metadata)
     run = _Run(config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every)
-    return run.loop(progress or LoggingProgress())
+    return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
 
 
 def resume(checkpoint_dir: str | Path, progress: Progress | None = None) -> TrainResult:
@@ -155,28 +88,23 @@ def resume(checkpoint_dir: str | Path, progress: Progress | None = None) -> Trai
         >>> from tagsure.training.trainer import resume                   # doctest: +SKIP
         >>> result = resume("runs/conll03")                               # doctest: +SKIP
     """
-    checkpoint = load_checkpoint(checkpoint_dir)
+    checkpoint = read_checkpoint(checkpoint_dir)
     document = checkpoint.document
     config = TrainConfig.from_dict(document["config"])
     tagger = tagger_from_document(document["model"], checkpoint.model, str(checkpoint_dir))
     tagger.metadata["probe"] = document["probe"]
     tagger.metadata["metrics"] = document["model"].get("metrics", {})
-    train_corpus, dev_corpus = read_corpora(config)
-    run = _Run(
-        config,
-        tagger,
-        train_corpus,
-        dev_corpus,
-        document["out"],
-        checkpoint_dir,
-        document["checkpoint_every"],
-    )
+    out, every = document["out"], document["checkpoint_every"]
+    run = _Run(config, tagger, *read_corpora(config), out, checkpoint_dir, every)
     run.restore(checkpoint)
-    return run.loop(progress or LoggingProgress())
+    return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
 
 
-class _Run:
-    """One training run's moving parts, so that they can be checkpointed and restored."""
+class _Run(Run[np.ndarray, EpochRecord]):
+    """A tagger's training run: batches of sentence ids, a step, dev F1, annealing."""
+
+    record_type = EpochRecord
+    state_names = {"best": "best_f1"}
 
     def __init__(
         self,
@@ -190,8 +118,6 @@ class _Run:
     ) -> None:
         self.config, self.tagger, self.dev_corpus = config, tagger, dev_corpus
         self.out = Path(out) if out else None
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.checkpoint_every = checkpoint_every
         encoder, scheme, source = tagger.encoder, tagger.model_scheme, tagger.output_scheme
         self.train_data = encoder.encode(
             [s.tokens for s in train_corpus.sentences],
@@ -200,15 +126,16 @@ class _Run:
         self.dev_data = (
             encoder.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
         )
+        self.dev_metrics: Metrics | None = None  # of the epoch just closed
         # Features that don't change while training (frozen character LMs): computed once.
         frozen_features = getattr(tagger.model, "frozen_features", None)
         if frozen_features is not None:
             for data in (self.train_data, self.dev_data):
                 if data is not None:
                     data.features = frozen_features(data)
-        opt = config.training
-        self.optimizer = build_optimizer(
-            tagger.model,
+        opt, model = config.training, tagger.model
+        optimizer = build_optimizer(
+            model,
             opt.optimizer,
             opt.learning_rate,
             opt.weight_decay,
@@ -217,97 +144,34 @@ class _Run:
             opt.head_learning_rate,
         )
         self.planned_steps = opt.epochs * -(-len(self.train_data) // opt.batch_size)
-        self.loss = tagger.model.loss
+        self.loss = model.loss
         if opt.compile:
             from tagsure.training.compiled import compile_network
 
-            self.loss = compile_network(tagger.model).loss
-        self.state = LoopState()
-        self.best_state = _snapshot(tagger.model)
-        self.log = MetricsLog(_sibling(self.out, ".metrics.jsonl")) if self.out else None
+            self.loss = compile_network(model).loss
+        log = _sibling(self.out, ".metrics.jsonl") if self.out else None
+        super().__init__(
+            model, optimizer, opt.epochs, opt.max_minutes, checkpoint_dir, checkpoint_every, log
+        )
 
-    def restore(self, checkpoint: Checkpoint) -> None:
-        self.optimizer.load_state_dict(checkpoint.optimizer)
-        self.best_state = checkpoint.best_model
-        self.state = LoopState(**checkpoint.document["state"])
-        torch.set_rng_state(checkpoint.torch_rng)
-        if self.log:  # what was logged after the checkpoint is replayed, so rewrite the log
-            for record in self.state.history:
-                self.log.write(record)
-
-    def save_checkpoint(self) -> None:
-        if self.checkpoint_dir is None:
-            return
-        document = {
+    def checkpoint_document(self) -> dict[str, Any]:
+        return {
             "config": self.config.to_dict(),
             "out": str(self.out) if self.out else None,
             "checkpoint_every": self.checkpoint_every,
             "model": describe(self.tagger),
             "probe": self.tagger.metadata.get("probe", []),
-            "state": asdict(self.state),
         }
-        save_checkpoint(
-            self.checkpoint_dir,
-            Checkpoint(
-                document,
-                _snapshot(self.tagger.model),
-                self.best_state,
-                self.optimizer.state_dict(),
-                torch.get_rng_state(),
-            ),
-        )
 
-    def loop(self, progress: Progress) -> TrainResult:
-        opt, state, model = self.config.training, self.state, self.tagger.model
-        started = time.perf_counter() - state.elapsed_seconds
-        deadline = started + opt.max_minutes * 60 if opt.max_minutes else None
-        stop_reason = f"reached {opt.epochs} epochs"
-        while state.epoch <= opt.epochs:
-            rng = np.random.default_rng([opt.seed, state.epoch])
-            if opt.group_by_length:
-                batches = bucketed_batches(self.train_data.lengths, opt.batch_size, rng)
-            else:
-                batches = shuffled_batches(len(self.train_data), opt.batch_size, rng)
-            progress.epoch_start(state.epoch, len(batches))
-            model.train()
-            out_of_time = False
-            for ids in batches[state.batches_done :]:
-                loss, tokens, seconds = self.step(ids)
-                state.epoch_seconds += seconds
-                state.epoch_loss += loss * len(ids)
-                state.epoch_tokens += tokens
-                state.batches_done += 1
-                state.steps += 1
-                progress.batch_end(loss, tokens)
-                if self.checkpoint_every and state.steps % self.checkpoint_every == 0:
-                    state.elapsed_seconds = time.perf_counter() - started
-                    self.save_checkpoint()
-                if deadline is not None and time.perf_counter() > deadline:
-                    out_of_time = True
-                    break
-            record = self.end_epoch(started)
-            progress.epoch_end(record)
-            if out_of_time:
-                stop_reason = f"reached the time limit of {opt.max_minutes} minutes"
-                break
-            if state.since_best >= opt.early_stopping_patience:
-                stop_reason = f"no dev improvement for {state.since_best} epochs"
-                break
-            if state.since_best and state.since_best % opt.anneal_patience == 0:
-                for group in self.optimizer.param_groups:
-                    group["lr"] *= opt.anneal_factor
-                    if "initial_lr" in group:  # the warm-up schedule's base rate
-                        group["initial_lr"] *= opt.anneal_factor
-                if self.optimizer.param_groups[0]["lr"] < opt.min_learning_rate:
-                    stop_reason = "learning rate annealed below the minimum"
-                    break
-            state.elapsed_seconds = time.perf_counter() - started
-            self.save_checkpoint()
-        return self.finish(stop_reason)
+    def epoch_batches(self) -> list[np.ndarray]:
+        opt = self.config.training
+        rng = np.random.default_rng([opt.seed, self.state.epoch])
+        if opt.group_by_length:
+            return bucketed_batches(self.train_data.lengths, opt.batch_size, rng)
+        return shuffled_batches(len(self.train_data), opt.batch_size, rng)
 
-    def step(self, ids: np.ndarray) -> tuple[float, int, float]:
-        """One optimizer step on one batch: (mean loss per sentence, tokens, seconds)."""
-        started = time.perf_counter()
+    def step(self, ids: np.ndarray) -> Step:
+        """One optimizer step on a batch of sentences; its loss is a mean per sentence."""
         model, opt = self.tagger.model, self.config.training
         lengths = self.train_data.lengths[ids]
         tokens = int(lengths.sum())
@@ -326,13 +190,10 @@ class _Run:
                 self.optimizer, self.state.steps, self.planned_steps, opt.warmup_fraction
             )
         self.optimizer.step()
-        return loss, tokens, time.perf_counter() - started
+        return Step(loss, loss * len(ids), tokens)
 
-    def end_epoch(self, started: float) -> EpochRecord:
-        """Evaluate on dev, keep the best weights, log; then reset the epoch counters."""
+    def close_epoch(self) -> tuple[EpochRecord, float | None]:
         state = self.state
-        state.train_seconds += state.epoch_seconds
-        state.train_tokens += state.epoch_tokens
         record = EpochRecord(
             epoch=state.epoch,
             minutes=0.0,
@@ -340,37 +201,42 @@ class _Run:
             learning_rate=self.optimizer.param_groups[0]["lr"],
             train_tokens_per_s=state.epoch_tokens / max(state.epoch_seconds, 1e-9),
         )
-        improved = True
-        if self.dev_corpus is not None and self.dev_data is not None:
-            metrics = evaluate_encoded(self.tagger, self.dev_data, self.dev_corpus)
-            record.dev = {
-                "precision": float(metrics.micro.precision),
-                "recall": float(metrics.micro.recall),
-                "f1": float(metrics.micro.f1),
-                "accuracy": float(metrics.accuracy),
-            }
-            improved = record.dev["f1"] > state.best_f1
-            if improved:
-                state.best_f1 = record.dev["f1"]
-                self.tagger.metadata["metrics"] = {"dev": metrics.to_dict(), "epoch": state.epoch}
-        if improved:
-            state.best_epoch, state.since_best = state.epoch, 0
-            self.best_state = _snapshot(self.tagger.model)
-        else:
-            state.since_best += 1
-        record.best = improved
-        record.minutes = (time.perf_counter() - started) / 60
-        state.history.append(asdict(record))
-        if self.log:
-            self.log.write(asdict(record))
-        state.epoch += 1
-        state.batches_done = 0
-        state.epoch_loss, state.epoch_tokens, state.epoch_seconds = 0.0, 0, 0.0
-        return record
+        if self.dev_corpus is None or self.dev_data is None:
+            return record, None
+        predicted, _ = self.tagger._tag_encoded(self.dev_data)
+        accumulator = MetricsAccumulator()
+        for sentence, tags in zip(self.dev_corpus.sentences, predicted, strict=True):
+            accumulator.add(sentence.tags or [], tags)
+        metrics = self.dev_metrics = accumulator.result()
+        record.dev = {
+            "precision": float(metrics.micro.precision),
+            "recall": float(metrics.micro.recall),
+            "f1": float(metrics.micro.f1),
+            "accuracy": float(metrics.accuracy),
+        }
+        return record, record.dev["f1"]
+
+    def on_best(self, record: EpochRecord) -> None:
+        if self.dev_metrics is not None:
+            dev = self.dev_metrics.to_dict()
+            self.tagger.metadata["metrics"] = {"dev": dev, "epoch": self.state.epoch}
+
+    def after_epoch(self) -> str | None:
+        """Early stopping, then annealing the learning rate on a plateau of dev F1."""
+        opt, state = self.config.training, self.state
+        if state.since_best >= opt.early_stopping_patience:
+            return f"no dev improvement for {state.since_best} epochs"
+        if state.since_best and state.since_best % opt.anneal_patience == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= opt.anneal_factor
+                if "initial_lr" in group:  # the warm-up schedule's base rate
+                    group["initial_lr"] *= opt.anneal_factor
+            if self.optimizer.param_groups[0]["lr"] < opt.min_learning_rate:
+                return "learning rate annealed below the minimum"
+        return None
 
     def finish(self, stop_reason: str) -> TrainResult:
         state, tagger = self.state, self.tagger
-        tagger.model.load_state_dict(self.best_state)
         tagger.model.eval()
         logger.info("stopped: %s; best epoch %d", stop_reason, state.best_epoch)
         tagger.metadata["training"]["result"] = {
@@ -380,25 +246,13 @@ class _Run:
             "train_seconds": state.train_seconds,
             "train_tokens": state.train_tokens,
         }
-        history = [EpochRecord(**record) for record in state.history]
-        if self.out:
+        history = self.history()
+        if self.out and self.writes:
             tagger.save(self.out)
             plot_curve(history, _sibling(self.out, ".curve.png"))
         return TrainResult(
             tagger, history, state.best_epoch, state.train_seconds, state.train_tokens, stop_reason
         )
-
-
-def evaluate_encoded(tagger: Tagger, data: EncodedSentences, corpus: Corpus) -> Metrics:
-    predicted, _ = tagger._tag_encoded(data)
-    accumulator = MetricsAccumulator()
-    for sentence, tags in zip(corpus.sentences, predicted, strict=True):
-        accumulator.add(sentence.tags or [], tags)
-    return accumulator.result()
-
-
-def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _sibling(path: str | Path, suffix: str) -> Path:
