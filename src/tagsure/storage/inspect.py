@@ -21,18 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
-from tagsure.storage.checkpoints import (
-    PYTORCH_SUFFIXES,
-    SAFETENSORS_SUFFIXES,
-    WRAPPER_PREFIXES,
-    CheckpointError,
-    extract_state_dict,
-    load_torch_file,
+from tagsure.storage.foreign.containers import (
+    jsonable,
     read_safetensors_header,
+    read_torch_file,
     resolve_weights_files,
+    sniff,
 )
+from tagsure.storage.foreign.errors import CheckpointError
+from tagsure.storage.foreign.keys import WRAPPER_PREFIXES, common_wrapper_prefixes, format_shape
 
 __all__ = ["HeadInfo", "Inspection", "TensorInfo", "inspect_path"]
 
@@ -297,15 +294,10 @@ def _one_line(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    # Python tuple notation, so a 1-D shape reads (5,) like everywhere else in tagsure.
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
     if not tensors:
         return "  (no tensors)"
-    shapes = [_fmt_shape(t.shape) for t in tensors]
+    shapes = [format_shape(t.shape) for t in tensors]
     wn = max(len("tensor"), *(len(t.name) for t in tensors))
     ws = max(len("shape"), *(len(s) for s in shapes))
     wd = max(len("dtype"), *(len(t.dtype) for t in tensors))
@@ -319,95 +311,46 @@ def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return f"tensor{tuple(value.shape)}"
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    return str(value)
-
-
 # --------------------------------------------------------------------------------------
 # Reading each kind
 # --------------------------------------------------------------------------------------
 
 
-def _safetensors_infos(path: Path) -> tuple[list[TensorInfo], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
+def _weights_infos(path: Path, result: Inspection) -> tuple[list[TensorInfo], str]:
+    """Tensor infos of one weights file and its format ("safetensors" or "pytorch").
 
-    header = read_safetensors_header(path)  # raises a clear CheckpointError when truncated
+    A safetensors file is read from its header alone; a PyTorch file with weights only.
+    """
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = dict(fh.metadata() or {})
-    except SafetensorError as exc:
-        raise CheckpointError(
-            f"{path}: cannot read safetensors file ({exc}). It may be corrupt; re-copy or "
-            "re-save it."
-        ) from exc
+        fmt = sniff(path)
+    except CheckpointError:
+        fmt = "pytorch"  # let torch say what is wrong with it
+    if fmt == "safetensors":
+        header = read_safetensors_header(path)  # raises a clear CheckpointError when truncated
+        result.metadata.update(header.get("__metadata__") or {})
+        return [
+            TensorInfo(name, tuple(int(d) for d in entry["shape"]), _dtype(entry["dtype"]))
+            for name, entry in header.items()
+            if name != "__metadata__"
+        ], fmt
+    raw = read_torch_file(path)  # weights_only=True; refuses code pickles
+    result.container_key = result.container_key or raw.container_key
+    if raw.config_key:
+        result.config = raw.config
+    result.extras.update((k, v) for k, v in raw.extras.items() if k != raw.config_key)
+    if raw.skipped_non_tensors:
+        result.extras["(non-tensor entries in state dict)"] = ", ".join(
+            raw.skipped_non_tensors[:10]
+        )
     infos = [
-        TensorInfo(name, tuple(int(d) for d in entry["shape"]), _dtype(entry["dtype"]))
-        for name, entry in header.items()
-        if name != "__metadata__"
+        TensorInfo(k, tuple(int(d) for d in v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in raw.tensors.items()
     ]
-    return infos, metadata
+    return infos, fmt
 
 
 def _dtype(code: str) -> str:
     return _SAFETENSORS_DTYPES.get(code, code.lower())
-
-
-def _torch_infos(path: Path, result: Inspection) -> list[TensorInfo]:
-    obj = load_torch_file(path)  # weights_only=True; refuses code pickles
-    try:
-        container, mapping = extract_state_dict(obj)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    result.container_key = result.container_key or container
-    if container and isinstance(obj, Mapping):
-        top = container.split("/")[0]
-        for key, value in obj.items():
-            if key == top:
-                continue
-            if key in ("hyper_parameters", "hparams", "config") and isinstance(value, Mapping):
-                result.config = _jsonable(value)
-            else:
-                result.extras[str(key)] = _describe(value)
-    skipped = [str(k) for k, v in mapping.items() if not isinstance(v, Tensor)]
-    if skipped:
-        result.extras["(non-tensor entries in state dict)"] = ", ".join(skipped[:10])
-    return [
-        TensorInfo(k, tuple(int(d) for d in v.shape), str(v.dtype).removeprefix("torch."))
-        for k, v in mapping.items()
-        if isinstance(k, str) and isinstance(v, Tensor)
-    ]
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return f"dict with {len(value)} entries"
-    if isinstance(value, list | tuple):
-        return f"{type(value).__name__} of {len(value)}"
-    return _one_line(_jsonable(value), limit=60)
-
-
-def _weights_infos(path: Path, result: Inspection) -> tuple[list[TensorInfo], str]:
-    """Tensor infos of one weights file and its format ("safetensors" or "pytorch")."""
-    suffix = path.suffix.lower()
-    is_safetensors = suffix in SAFETENSORS_SUFFIXES
-    if not is_safetensors and suffix not in PYTORCH_SUFFIXES:
-        # Unknown suffix: safetensors starts with a little-endian u64 length then '{'.
-        with path.open("rb") as fh:
-            head = fh.read(9)
-        is_safetensors = len(head) == 9 and head[8:9] == b"{"
-    if is_safetensors:
-        infos, metadata = _safetensors_infos(path)
-        result.metadata.update(metadata)
-        return infos, "safetensors"
-    return _torch_infos(path, result), "pytorch"
 
 
 def _apply_tagsure_document(result: Inspection) -> None:
@@ -431,7 +374,7 @@ def _apply_tagsure_document(result: Inspection) -> None:
         return
     result.architecture = doc.get("architecture")
     config = doc.get("model_config")
-    result.config = _jsonable(config) if isinstance(config, Mapping) else None
+    result.config = jsonable(config) if isinstance(config, Mapping) else None
     labels = doc.get("labels")
     if isinstance(labels, list):
         result.labels = [str(label) for label in labels]
@@ -442,7 +385,7 @@ def _apply_tagsure_document(result: Inspection) -> None:
     if isinstance(vocabularies, Mapping):
         # Vocabularies can hold tens of thousands of entries: report sizes, not contents.
         summary["vocabularies"] = {
-            str(k): (len(v) if isinstance(v, Sequence | Mapping) else _jsonable(v))
+            str(k): (len(v) if isinstance(v, Sequence | Mapping) else jsonable(v))
             for k, v in vocabularies.items()
         }
     subwords = doc.get("subwords")
@@ -451,7 +394,7 @@ def _apply_tagsure_document(result: Inspection) -> None:
         summary["subwords"] = dict(subwords) | {
             "tokenizer_json": _tokenizer_summary(subwords["tokenizer_json"])
         }
-    result.tagsure = _jsonable(summary)
+    result.tagsure = jsonable(summary)
 
 
 def _tokenizer_summary(tokenizer_json: str) -> dict[str, Any]:
@@ -478,7 +421,7 @@ def _apply_hf_config(directory: Path, result: Inspection) -> None:
         raise CheckpointError(
             f"{config_path}: cannot read the model config ({exc}). Re-copy the model directory."
         ) from exc
-    result.config = _jsonable(config)
+    result.config = jsonable(config)
     architectures = config.get("architectures") or []
     result.architecture = ", ".join(str(a) for a in architectures) or config.get("model_type")
     result.vocab_size = _int_or_none(config.get("vocab_size"))
@@ -514,21 +457,6 @@ def _int_or_none(value: Any) -> int | None:
 # --------------------------------------------------------------------------------------
 # Prefixes and heads
 # --------------------------------------------------------------------------------------
-
-
-def _common_wrapper_prefixes(names: Sequence[str]) -> list[str]:
-    """Wrapper segments (``module.`` etc.) that lead *every* key, outermost first."""
-    prefixes: list[str] = []
-    current = list(names)
-    while current:
-        first = current[0].split(".", 1)[0] + "."
-        if first not in WRAPPER_PREFIXES:
-            break
-        if not all(n.startswith(first) and len(n) > len(first) for n in current):
-            break
-        prefixes.append(first)
-        current = [n[len(first) :] for n in current]
-    return prefixes
 
 
 def _find_heads(
@@ -652,7 +580,7 @@ def inspect_path(path: str | Path) -> Inspection:
     else:
         raise CheckpointError(f"{path}: no such file or directory.")
 
-    result.prefixes = _common_wrapper_prefixes([t.name for t in result.tensors])
+    result.prefixes = common_wrapper_prefixes([t.name for t in result.tensors])
     result.head, result.other_heads = _find_heads(
         result.tensors, "".join(result.prefixes), result.vocab_size
     )
