@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from tagsure.storage.checkpoints import (
+from tagsure.storage.foreign import (
     CheckpointError,
     CheckpointMismatchError,
     LoadReport,

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from tagsure.storage.checkpoints import CheckpointError
+from tagsure.storage.foreign import CheckpointError
 from tagsure.storage.inspect import Inspection, inspect_path
 
 torch.set_num_threads(1)

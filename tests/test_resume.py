@@ -14,7 +14,8 @@ import torch
 
 from tagsure import load_corpus
 from tagsure.storage.model_file import read_model_file
-from tagsure.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from tagsure.training.resume_state import RESUME_STATE_NAME as CHECKPOINT_NAME
+from tagsure.training.resume_state import load_resume_state as load_checkpoint
 from tests.helpers import BUNDLED, TINY_MODEL, write_conll
 
 

@@ -239,7 +239,7 @@ def inspect(path: Path, as_json: bool) -> None:
 def load_weights(
     model: Path, checkpoint: Path, out: Path, allow_missing: list[str], ignore_unexpected: list[str]
 ) -> None:
-    from tagsure.storage.checkpoints import load_into
+    from tagsure.storage.foreign import load_into
 
     tagger = load_tagger(model)
     report = load_into(

@@ -12,27 +12,23 @@ Safetensors files are inspected from their header alone, so no tensor data is re
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
-from tagsure.storage.checkpoints import (
-    PYTORCH_SUFFIXES,
-    SAFETENSORS_SUFFIXES,
-    WRAPPER_PREFIXES,
-    CheckpointError,
-    extract_state_dict,
-    load_torch_file,
+from tagsure.storage.foreign.containers import (
+    jsonable,
     read_safetensors_header,
+    read_torch_file,
     resolve_weights_files,
+    sniff,
 )
+from tagsure.storage.foreign.errors import CheckpointError
+from tagsure.storage.foreign.heads import HeadInfo, TensorInfo, find_heads, head_warnings
+from tagsure.storage.foreign.keys import WRAPPER_PREFIXES, common_wrapper_prefixes, format_shape
 
 __all__ = ["HeadInfo", "Inspection", "TensorInfo", "inspect_path"]
 
@@ -70,93 +66,8 @@ _TOKENIZER_FILES = (
     "tokenizer.model",
 )
 
-# Heads that predict the vocabulary (masked / causal LM), matched on unwrapped names.
-_LM_HEAD_PATTERNS = (
-    "lm_head.weight",
-    "*.lm_head.weight",
-    "lm_head.decoder.weight",
-    "*predictions.decoder.weight",
-    "generator_lm_head.weight",
-    "embed_out.weight",
-)
-# Module names that mark a final classification layer (HF `classifier`, tagsure `head`,
-# CRF taggers' `emission(s)`, classic `hidden2tag`, RoBERTa's `classifier.out_proj`...).
-_HEAD_WORDS = frozenset(
-    {
-        "classifier",
-        "head",
-        "emission",
-        "emissions",
-        "hidden2tag",
-        "tag_projection",
-        "score",
-        "out_proj",
-        "output_layer",
-    }
-)
-# Leaf layers that sit *before* the final projection inside a head.
-_HIDDEN_LEAVES = frozenset({"dense", "LayerNorm", "layer_norm", "norm", "transform", "pooler"})
-_FINAL_LEAVES = frozenset(
-    {"out_proj", "emission", "emissions", "classifier", "hidden2tag", "head", "score", "proj"}
-    | {"tag_projection", "output_layer", "linear", "out", "output", "fc"}
-)
 _LM_ARCHITECTURE_MARKERS = ("ForMaskedLM", "ForPreTraining", "ForCausalLM", "LMHeadModel")
 _HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """Name, shape and dtype of one stored tensor."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    @property
-    def parameters(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "parameters": self.parameters,
-        }
-
-
-@dataclass
-class HeadInfo:
-    """The layer that produces the final scores, as found by name and shape heuristics.
-
-    ``kind`` is ``"token classification"`` or ``"LM head"``.
-    """
-
-    tensor: str
-    output_size: int
-    kind: str
-    crf_tensor: str | None = None
-    crf_size: int | None = None
-
-    @property
-    def description(self) -> str:
-        """Human summary, e.g. 'token classification head with 3 labels'."""
-        if self.kind == "LM head":
-            return f"LM head (vocabulary-sized output, {self.output_size:,})"
-        return f"token classification head with {self.output_size} labels"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "tensor": self.tensor,
-            "output_size": self.output_size,
-            "kind": self.kind,
-            "description": self.description,
-            "crf_tensor": self.crf_tensor,
-            "crf_size": self.crf_size,
-        }
 
 
 @dataclass
@@ -297,15 +208,10 @@ def _one_line(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    # Python tuple notation, so a 1-D shape reads (5,) like everywhere else in tagsure.
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
     if not tensors:
         return "  (no tensors)"
-    shapes = [_fmt_shape(t.shape) for t in tensors]
+    shapes = [format_shape(t.shape) for t in tensors]
     wn = max(len("tensor"), *(len(t.name) for t in tensors))
     ws = max(len("shape"), *(len(s) for s in shapes))
     wd = max(len("dtype"), *(len(t.dtype) for t in tensors))
@@ -319,95 +225,46 @@ def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return f"tensor{tuple(value.shape)}"
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    return str(value)
-
-
 # --------------------------------------------------------------------------------------
 # Reading each kind
 # --------------------------------------------------------------------------------------
 
 
-def _safetensors_infos(path: Path) -> tuple[list[TensorInfo], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
+def _weights_infos(path: Path, result: Inspection) -> tuple[list[TensorInfo], str]:
+    """Tensor infos of one weights file and its format ("safetensors" or "pytorch").
 
-    header = read_safetensors_header(path)  # raises a clear CheckpointError when truncated
+    A safetensors file is read from its header alone; a PyTorch file with weights only.
+    """
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = dict(fh.metadata() or {})
-    except SafetensorError as exc:
-        raise CheckpointError(
-            f"{path}: cannot read safetensors file ({exc}). It may be corrupt; re-copy or "
-            "re-save it."
-        ) from exc
+        fmt = sniff(path)
+    except CheckpointError:
+        fmt = "pytorch"  # let torch say what is wrong with it
+    if fmt == "safetensors":
+        header = read_safetensors_header(path)  # raises a clear CheckpointError when truncated
+        result.metadata.update(header.get("__metadata__") or {})
+        return [
+            TensorInfo(name, tuple(int(d) for d in entry["shape"]), _dtype(entry["dtype"]))
+            for name, entry in header.items()
+            if name != "__metadata__"
+        ], fmt
+    raw = read_torch_file(path)  # weights_only=True; refuses code pickles
+    result.container_key = result.container_key or raw.container_key
+    if raw.config_key:
+        result.config = raw.config
+    result.extras.update((k, v) for k, v in raw.extras.items() if k != raw.config_key)
+    if raw.skipped_non_tensors:
+        result.extras["(non-tensor entries in state dict)"] = ", ".join(
+            raw.skipped_non_tensors[:10]
+        )
     infos = [
-        TensorInfo(name, tuple(int(d) for d in entry["shape"]), _dtype(entry["dtype"]))
-        for name, entry in header.items()
-        if name != "__metadata__"
+        TensorInfo(k, tuple(int(d) for d in v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in raw.tensors.items()
     ]
-    return infos, metadata
+    return infos, fmt
 
 
 def _dtype(code: str) -> str:
     return _SAFETENSORS_DTYPES.get(code, code.lower())
-
-
-def _torch_infos(path: Path, result: Inspection) -> list[TensorInfo]:
-    obj = load_torch_file(path)  # weights_only=True; refuses code pickles
-    try:
-        container, mapping = extract_state_dict(obj)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    result.container_key = result.container_key or container
-    if container and isinstance(obj, Mapping):
-        top = container.split("/")[0]
-        for key, value in obj.items():
-            if key == top:
-                continue
-            if key in ("hyper_parameters", "hparams", "config") and isinstance(value, Mapping):
-                result.config = _jsonable(value)
-            else:
-                result.extras[str(key)] = _describe(value)
-    skipped = [str(k) for k, v in mapping.items() if not isinstance(v, Tensor)]
-    if skipped:
-        result.extras["(non-tensor entries in state dict)"] = ", ".join(skipped[:10])
-    return [
-        TensorInfo(k, tuple(int(d) for d in v.shape), str(v.dtype).removeprefix("torch."))
-        for k, v in mapping.items()
-        if isinstance(k, str) and isinstance(v, Tensor)
-    ]
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return f"dict with {len(value)} entries"
-    if isinstance(value, list | tuple):
-        return f"{type(value).__name__} of {len(value)}"
-    return _one_line(_jsonable(value), limit=60)
-
-
-def _weights_infos(path: Path, result: Inspection) -> tuple[list[TensorInfo], str]:
-    """Tensor infos of one weights file and its format ("safetensors" or "pytorch")."""
-    suffix = path.suffix.lower()
-    is_safetensors = suffix in SAFETENSORS_SUFFIXES
-    if not is_safetensors and suffix not in PYTORCH_SUFFIXES:
-        # Unknown suffix: safetensors starts with a little-endian u64 length then '{'.
-        with path.open("rb") as fh:
-            head = fh.read(9)
-        is_safetensors = len(head) == 9 and head[8:9] == b"{"
-    if is_safetensors:
-        infos, metadata = _safetensors_infos(path)
-        result.metadata.update(metadata)
-        return infos, "safetensors"
-    return _torch_infos(path, result), "pytorch"
 
 
 def _apply_tagsure_document(result: Inspection) -> None:
@@ -431,7 +288,7 @@ def _apply_tagsure_document(result: Inspection) -> None:
         return
     result.architecture = doc.get("architecture")
     config = doc.get("model_config")
-    result.config = _jsonable(config) if isinstance(config, Mapping) else None
+    result.config = jsonable(config) if isinstance(config, Mapping) else None
     labels = doc.get("labels")
     if isinstance(labels, list):
         result.labels = [str(label) for label in labels]
@@ -442,7 +299,7 @@ def _apply_tagsure_document(result: Inspection) -> None:
     if isinstance(vocabularies, Mapping):
         # Vocabularies can hold tens of thousands of entries: report sizes, not contents.
         summary["vocabularies"] = {
-            str(k): (len(v) if isinstance(v, Sequence | Mapping) else _jsonable(v))
+            str(k): (len(v) if isinstance(v, Sequence | Mapping) else jsonable(v))
             for k, v in vocabularies.items()
         }
     subwords = doc.get("subwords")
@@ -451,7 +308,7 @@ def _apply_tagsure_document(result: Inspection) -> None:
         summary["subwords"] = dict(subwords) | {
             "tokenizer_json": _tokenizer_summary(subwords["tokenizer_json"])
         }
-    result.tagsure = _jsonable(summary)
+    result.tagsure = jsonable(summary)
 
 
 def _tokenizer_summary(tokenizer_json: str) -> dict[str, Any]:
@@ -478,7 +335,7 @@ def _apply_hf_config(directory: Path, result: Inspection) -> None:
         raise CheckpointError(
             f"{config_path}: cannot read the model config ({exc}). Re-copy the model directory."
         ) from exc
-    result.config = _jsonable(config)
+    result.config = jsonable(config)
     architectures = config.get("architectures") or []
     result.architecture = ", ".join(str(a) for a in architectures) or config.get("model_type")
     result.vocab_size = _int_or_none(config.get("vocab_size"))
@@ -509,97 +366,6 @@ def _apply_hf_config(directory: Path, result: Inspection) -> None:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-# --------------------------------------------------------------------------------------
-# Prefixes and heads
-# --------------------------------------------------------------------------------------
-
-
-def _common_wrapper_prefixes(names: Sequence[str]) -> list[str]:
-    """Wrapper segments (``module.`` etc.) that lead *every* key, outermost first."""
-    prefixes: list[str] = []
-    current = list(names)
-    while current:
-        first = current[0].split(".", 1)[0] + "."
-        if first not in WRAPPER_PREFIXES:
-            break
-        if not all(n.startswith(first) and len(n) > len(first) for n in current):
-            break
-        prefixes.append(first)
-        current = [n[len(first) :] for n in current]
-    return prefixes
-
-
-def _find_heads(
-    tensors: Sequence[TensorInfo], strip: str, vocab_size: int | None
-) -> tuple[HeadInfo | None, list[HeadInfo]]:
-    classifiers: list[tuple[int, int, TensorInfo]] = []
-    lm_heads: list[TensorInfo] = []
-    crf: TensorInfo | None = None
-    for index, info in enumerate(tensors):
-        name = info.name[len(strip) :]
-        parts = name.split(".")
-        if "transition" in name.lower():
-            # CRF transition scores: square, one row per tag (sometimes + start/stop).
-            # Masks of allowed transitions are buffers beside the scores, not the scores.
-            square = len(info.shape) == 2 and info.shape[0] == info.shape[1]
-            if square and "mask" not in name.lower() and info.dtype != "bool":
-                crf = crf or info
-            continue
-        if len(info.shape) != 2 or parts[-1] != "weight":
-            continue
-        if any(fnmatch.fnmatchcase(name, p) for p in _LM_HEAD_PATTERNS):
-            lm_heads.append(info)
-            continue
-        modules = parts[:-1]
-        if not _HEAD_WORDS.intersection(modules) or modules[-1] in _HIDDEN_LEAVES:
-            continue
-        rank = 0 if modules[-1] in _FINAL_LEAVES else 1
-        classifiers.append((rank, -index, info))
-    found: list[HeadInfo] = []
-    for _rank, _neg_index, info in sorted(classifiers, key=lambda c: (c[0], c[1])):
-        is_vocab = vocab_size is not None and info.shape[0] == vocab_size and vocab_size > 1
-        found.append(
-            HeadInfo(info.name, info.shape[0], "LM head" if is_vocab else "token classification")
-        )
-        break  # the best-ranked classifier is the head; deeper hidden layers are not
-    found.extend(HeadInfo(info.name, info.shape[0], "LM head") for info in lm_heads)
-    if not found:
-        return None, []
-    head, others = found[0], found[1:]
-    if crf is not None:
-        head.crf_tensor, head.crf_size = crf.name, crf.shape[0]
-    return head, others
-
-
-def _check_head(result: Inspection) -> None:
-    head, n = result.head, result.num_labels
-    if n is None:
-        return
-    if head is None:
-        result.warnings.append(
-            f"the config lists {n} labels but no classification head tensor was recognised; "
-            "check the tensor table for the final layer."
-        )
-        return
-    if head.kind == "LM head":
-        result.warnings.append(
-            f"the config lists {n} labels but the head {head.tensor} is an LM head "
-            f"(vocabulary-sized output, {head.output_size:,}); these weights are not a token "
-            f"classifier for these labels. Use the fine-tuned checkpoint, or train a head."
-        )
-    elif head.output_size != n:
-        result.warnings.append(
-            f"head {head.tensor} has {head.output_size} outputs but there are {n} labels; "
-            "the head was trained for another label set. Do not use this model with these "
-            "labels; retrain or use the matching labels."
-        )
-    if head.crf_size is not None and head.crf_size not in (n, n + 2):
-        result.warnings.append(
-            f"CRF {head.crf_tensor} is {head.crf_size} x {head.crf_size} but there are {n} "
-            f"labels (expected {n} or {n + 2} with start/stop states)."
-        )
 
 
 # --------------------------------------------------------------------------------------
@@ -652,11 +418,11 @@ def inspect_path(path: str | Path) -> Inspection:
     else:
         raise CheckpointError(f"{path}: no such file or directory.")
 
-    result.prefixes = _common_wrapper_prefixes([t.name for t in result.tensors])
-    result.head, result.other_heads = _find_heads(
+    result.prefixes = common_wrapper_prefixes([t.name for t in result.tensors])
+    result.head, result.other_heads = find_heads(
         result.tensors, "".join(result.prefixes), result.vocab_size
     )
-    _check_head(result)
+    result.warnings.extend(head_warnings(result.head, result.num_labels))
     if result.prefixes:
         logger.info("%s: keys carry wrapper prefix %s", path, "".join(result.prefixes))
     # INFO, not WARNING: the warnings are part of the returned report, which callers show.

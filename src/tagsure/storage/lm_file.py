@@ -7,40 +7,28 @@ only needed to train taggers, never to load them.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 
 from tagsure.encoders.char_lm import CharLanguageModel, CharLMConfig
-from tagsure.storage.atomic import atomic_write_bytes
-from tagsure.storage.model_file import ModelFileError, read_safetensors_header
+from tagsure.storage.document import DocumentKind, read_document, write_document
 
-FORMAT_NAME = "tagsure-char-lm"
+LM_FILE = DocumentKind(
+    key="tagsure-char-lm",
+    title="tagsure character LM",
+    not_ours="not a tagsure character language model (train one with `tagsure lm train`)",
+    version=1,
+)
+FORMAT_NAME = LM_FILE.key
 FORMAT_VERSION = 1
 
 
 def save_lm(lm: CharLanguageModel, path: str | os.PathLike[str]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in lm.state_dict().items()}
-    metadata = {
-        "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
-        FORMAT_NAME: json.dumps(lm.config.to_dict(), ensure_ascii=False, sort_keys=True),
-    }
-    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
+    write_document(path, LM_FILE, lm.config.to_dict(), tensors)
 
 
 def load_lm(path: str | os.PathLike[str]) -> CharLanguageModel:
-    metadata = read_safetensors_header(path).get("__metadata__") or {}
-    if metadata.get("format") != FORMAT_NAME:
-        raise ModelFileError(
-            f"{path}: not a tagsure character language model (train one with `tagsure lm train`)"
-        )
-    if int(metadata.get("format_version", "0")) > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: written by a newer tagsure; upgrade tagsure")
-    config = CharLMConfig.from_dict(json.loads(metadata[FORMAT_NAME]))
-    lm = CharLanguageModel(config)
-    lm.load_state_dict(load_safetensors_bytes(Path(path).read_bytes()), strict=True)
+    read = read_document(path, LM_FILE)
+    lm = CharLanguageModel(CharLMConfig.from_dict(read.document))
+    lm.load_state_dict(read.tensors, strict=True)
     return lm.eval()

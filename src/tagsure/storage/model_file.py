@@ -12,34 +12,51 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import platform
-import struct
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 
 from tagsure.data.schemes import TagScheme
-from tagsure.errors import TagsureError
 from tagsure.models import registry
-from tagsure.storage import checkpoints, fingerprint
-from tagsure.storage.atomic import atomic_write_bytes
+from tagsure.storage import fingerprint
+from tagsure.storage.document import (
+    DocumentKind,
+    ModelFileError,
+    open_document,
+    read_document,
+    write_document,
+)
+from tagsure.storage.document import read_header as read_safetensors_header
 
 if TYPE_CHECKING:
     from tagsure.tagger import Tagger
 
-FORMAT_NAME = "tagsure"
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MODEL_FILE",
+    "ModelFileError",
+    "describe",
+    "load_tagger",
+    "read_model_file",
+    "read_safetensors_header",
+    "save_tagger",
+    "tagger_from_document",
+    "weights_digest",
+]
+
+MODEL_FILE = DocumentKind(
+    key="tagsure",
+    title="tagsure model",
+    not_ours="a safetensors file, but not a tagsure model (no 'format: tagsure' in its "
+    "metadata); use `tagsure inspect` on it",
+    version=1,
+)
+FORMAT_NAME = MODEL_FILE.key
 FORMAT_VERSION = 1
-_MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
-
-
-class ModelFileError(TagsureError, ValueError):
-    """A file that is not a readable tagsure model; the message names the file and the fix."""
 
 
 def save_tagger(tagger: Tagger, path: str | os.PathLike[str]) -> None:
@@ -51,12 +68,7 @@ def save_tagger(tagger: Tagger, path: str | os.PathLike[str]) -> None:
         taken = fingerprint.take(tagger, probe)
         document["fingerprint"] = taken.to_json()
         tensors[fingerprint.TENSOR_NAME] = taken.emissions
-    metadata = {
-        "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
-        FORMAT_NAME: json.dumps(document, ensure_ascii=False, sort_keys=True),
-    }
-    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=metadata))
+    write_document(path, MODEL_FILE, document, tensors)
 
 
 def describe(tagger: Tagger) -> dict[str, Any]:
@@ -86,16 +98,32 @@ def describe(tagger: Tagger) -> dict[str, Any]:
 def load_tagger(
     path: str | os.PathLike[str], verify: bool = True, tolerance: float = 0.0
 ) -> Tagger:
-    """Rebuild the tagger; with ``verify``, re-run the stored probe and refuse on a mismatch."""
-    document, tensors = read_model_file(path)
-    probe_emissions = tensors.pop(fingerprint.TENSOR_NAME, None)
-    tagger = tagger_from_document(document, tensors, str(path))
-    if "fingerprint" in document and probe_emissions is not None:
-        stored = fingerprint.Fingerprint.from_json(document["fingerprint"], probe_emissions)
-        tagger.metadata["probe"] = stored.sentences
-        tagger.metadata["fingerprint"] = stored
+    """Rebuild the tagger; with ``verify``, re-run the stored probe and refuse on a mismatch.
+
+    The weights are read from the file straight into the network's own parameters, one tensor
+    at a time: loading needs about one file's worth of memory, not two.
+    """
+    opened = open_document(path, MODEL_FILE)
+    document = opened.document
+    tagger = _build(document, str(path))
+    weights = tagger.model.state_dict()
+    stored = opened.names() - {fingerprint.TENSOR_NAME}
+    if stored != set(weights):
+        raise ModelFileError(
+            f"{path}: the file's tensors do not match the {document['architecture']} network "
+            f"(missing: {sorted(set(weights) - stored)[:5]}, unexpected: "
+            f"{sorted(stored - set(weights))[:5]}); the file is inconsistent"
+        )
+    opened.read_into(weights)
+    _check_digest(path, document, weights)
+    tagger.model.eval()
+    if "fingerprint" in document and fingerprint.TENSOR_NAME in opened.names():
+        probe_emissions = opened.read(fingerprint.TENSOR_NAME)
+        stored_print = fingerprint.Fingerprint.from_json(document["fingerprint"], probe_emissions)
+        tagger.metadata["probe"] = stored_print.sentences
+        tagger.metadata["fingerprint"] = stored_print
         if verify:
-            check = fingerprint.verify(tagger, stored, tolerance)
+            check = fingerprint.verify(tagger, stored_print, tolerance)
             if not check.ok:
                 raise ModelFileError(
                     f"{path}: the model does not reproduce its fingerprint: "
@@ -108,6 +136,15 @@ def tagger_from_document(
     document: dict[str, Any], tensors: Mapping[str, torch.Tensor], source: str
 ) -> Tagger:
     """The tagger a model document describes, with ``tensors`` as its exact weights."""
+    tagger = _build(document, source)
+    # strict=True: every tensor of the network must come from the file, and nothing else.
+    tagger.model.load_state_dict(tensors, strict=True)
+    tagger.model.eval()
+    return tagger
+
+
+def _build(document: dict[str, Any], source: str) -> Tagger:
+    """The tagger a model document describes, its network freshly initialised."""
     from tagsure.tagger import Tagger
 
     name = document.get("architecture")
@@ -126,65 +163,30 @@ def tagger_from_document(
         )
     model_scheme = TagScheme(document["tag_scheme"])
     model = architecture.build(config, registry.Constraints.of(labels, model_scheme))
-    # strict=True: every tensor of the network must come from the file, and nothing else.
-    model.load_state_dict(tensors, strict=True)
-    model.eval()
     encoder = architecture.encoder_from_document(document, config, labels)
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
     return Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
 
 
-def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The JSON document and the tensors of a tagsure file, checked for truncation and digest."""
-    header = read_safetensors_header(path)
-    metadata = header.get("__metadata__") or {}
-    if metadata.get("format") != FORMAT_NAME:
-        raise ModelFileError(
-            f"{path}: a safetensors file, but not a tagsure model (no "
-            "'format: tagsure' in its metadata); use `tagsure inspect` on it"
-        )
-    try:
-        version = int(metadata.get("format_version", ""))
-    except ValueError:
-        raise ModelFileError(
-            f"{path}: unreadable format version {metadata.get('format_version')!r}"
-        ) from None
-    if version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: written in tagsure model format {version}, newer than the "
-            f"{FORMAT_VERSION} this tagsure reads; upgrade tagsure"
-        )
-    try:
-        document = json.loads(metadata[FORMAT_NAME])
-    except (KeyError, json.JSONDecodeError) as err:
-        raise ModelFileError(
-            f"{path}: the tagsure metadata is missing or not JSON ({err})"
-        ) from None
-    tensors = load_safetensors_bytes(Path(path).read_bytes())
+def _check_digest(
+    path: str | os.PathLike[str], document: dict[str, Any], weights: Mapping[str, torch.Tensor]
+) -> None:
     expected = document.get("weights_sha256")
-    weights = {k: v for k, v in tensors.items() if k != fingerprint.TENSOR_NAME}
     if expected is not None and weights_digest(weights) != expected:
         raise ModelFileError(
             f"{path}: the weights do not match the digest stored at save time; "
             "the file was modified or corrupted"
         )
+
+
+def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The JSON document and the (memory-mapped) tensors of a tagsure file, digest checked."""
+    read = read_document(path, MODEL_FILE)
+    document, tensors = read.document, read.tensors
+    _check_digest(
+        path, document, {k: v for k, v in tensors.items() if k != fingerprint.TENSOR_NAME}
+    )
     return document, tensors
-
-
-def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check a safetensors header; truncated or foreign files get a clear error."""
-    try:
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    # Text or another binary format read as a header length gives an absurd number.
-    if len(prefix) == 8 and struct.unpack("<Q", prefix)[0] > _MAX_HEADER_BYTES:
-        raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
-    try:
-        return checkpoints.read_safetensors_header(path)
-    except checkpoints.CheckpointError as err:
-        raise ModelFileError(str(err)) from None
 
 
 def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -193,7 +195,6 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].contiguous().cpu()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(
-            tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-        )
+        if tensor.numel():  # hashed in place: no copy of the bytes, which may be memory-mapped
+            digest.update(tensor.view(-1).view(torch.uint8).numpy())
     return digest.hexdigest()

@@ -25,7 +25,7 @@ from tagsure.encoders.char_lm import CharLanguageModel, CharLMConfig, build_dict
 from tagsure.storage.lm_file import save_lm
 from tagsure.training.config import LMTrainConfig
 from tagsure.training.log import LMEpochRecord, format_lm_record
-from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_checkpoint
+from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_resume_state
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def resume_lm(
 
     With ``epochs``, the run goes on to that many epochs in all (to extend a finished run).
     """
-    checkpoint = read_checkpoint(checkpoint_dir)
+    checkpoint = read_resume_state(checkpoint_dir)
     document = checkpoint.document
     config = LMTrainConfig(**document["config"])
     if epochs is not None:

@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import torch
 
-from tagsure.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tagsure.training.log import MetricsLog
+from tagsure.training.resume_state import ResumeState, load_resume_state, save_resume_state
 
 
 class EpochRecordLike(Protocol):  # a dataclass, logged as JSON
@@ -83,8 +83,8 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)  # the epoch records so far
 
 
-def read_checkpoint(directory: str | Path) -> Checkpoint:  # the one reader of resume state
-    return load_checkpoint(directory)
+def read_resume_state(directory: str | Path) -> ResumeState:  # the one reader of resume state
+    return load_resume_state(directory)
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -210,12 +210,12 @@ class Run(ABC, Generic[Batch, Record]):
         document = self.checkpoint_document()
         document["state"] = {name: values[key] for key, name in self._saved_names().items()}
         model, optimizer = snapshot(self.model), self.optimizer.state_dict()
-        checkpoint = Checkpoint(
+        checkpoint = ResumeState(
             document, model, self.best_model, optimizer, torch.get_rng_state(), self.carried
         )
-        save_checkpoint(self.checkpoint_dir, checkpoint)
+        save_resume_state(self.checkpoint_dir, checkpoint)
 
-    def restore(self, checkpoint: Checkpoint) -> None:
+    def restore(self, checkpoint: ResumeState) -> None:
         """Continue from ``checkpoint`` (of a run built from its document)."""
         counters = checkpoint.document["state"]
         self.optimizer.load_state_dict(checkpoint.optimizer)

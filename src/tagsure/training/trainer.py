@@ -30,7 +30,7 @@ from tagsure.storage.model_file import describe, tagger_from_document
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
 from tagsure.training.log import EpochRecord, format_record, plot_curve
-from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_checkpoint
+from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_resume_state
 from tagsure.training.schedule import apply_schedule
 from tagsure.training.setup import build_optimizer, prepare_model, read_corpora
 
@@ -88,7 +88,7 @@ def resume(checkpoint_dir: str | Path, progress: Progress | None = None) -> Trai
         >>> from tagsure.training.trainer import resume                   # doctest: +SKIP
         >>> result = resume("runs/conll03")                               # doctest: +SKIP
     """
-    checkpoint = read_checkpoint(checkpoint_dir)
+    checkpoint = read_resume_state(checkpoint_dir)
     document = checkpoint.document
     config = TrainConfig.from_dict(document["config"])
     tagger = tagger_from_document(document["model"], checkpoint.model, str(checkpoint_dir))
