@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import EncodedSentences, bucketed_batches
 from tagsure.encoders.bilstm import BiLSTMEncoder
 from tagsure.encoders.char_lm import (
@@ -25,7 +24,7 @@ from tagsure.encoders.char_lm import (
     pooled_by_word,
 )
 from tagsure.encoders.words import LockedDropout
-from tagsure.models.features import WordFeatureFrame
+from tagsure.models.features import WordFeatureConfig, WordFeatureFrame
 from tagsure.models.frame import Inputs, Resources
 from tagsure.models.graph_inputs import LM_POOLED, WORD_INPUTS, lm_input_names, pooled
 from tagsure.models.registry import register
@@ -39,18 +38,11 @@ CHAR_LM_FEATURES = "char_lm_features"  # (B, T, D) an eager batch's LM vectors (
 
 
 @dataclass
-class BiLSTMConfig(JsonConfig):
+class BiLSTMConfig(WordFeatureConfig):
     settings_name = "BiLSTM"
     data_derived = DATA_DERIVED
 
-    num_words: int
-    num_chars: int
-    num_labels: int
-    word_dim: int = 100
-    casing_dim: int = 16
-    char_encoder: str = "cnn"  # "cnn" or "lstm"
-    char_dim: int = 32
-    char_size: int = 64  # CNN filters, or LSTM hidden size per direction
+    # char_encoder: "cnn" or "lstm"
     hidden_size: int = 256
     layers: int = 1
     dropout: float = 0.5

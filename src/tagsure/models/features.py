@@ -9,19 +9,35 @@ only what comes after (a BiLSTM, attention blocks, a GRU).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import Encoder
-from tagsure.data.conll import Corpus
 from tagsure.data.features import CASING_CLASSES
-from tagsure.data.schemes import TagScheme
 from tagsure.data.vocab import Vocabulary
 from tagsure.encoders.chars import build_char_encoder
 from tagsure.encoders.words import WordDropout
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
+
+
+@dataclass
+class WordFeatureConfig(JsonConfig):
+    """The config fields of the word features, first in every word-feature body's config."""
+
+    data_derived = ("num_words", "num_chars", "num_labels")
+
+    num_words: int
+    num_chars: int
+    num_labels: int
+    word_dim: int = 100
+    casing_dim: int = 16
+    char_encoder: str = "cnn"  # "cnn", "lstm" or "none", as the body allows
+    char_dim: int = 32
+    char_size: int = 64  # CNN filters, or LSTM hidden size per direction
 
 
 def char_features(
@@ -72,18 +88,10 @@ class WordFeatureFrame(TaggerFrame):
         return "embeddings, casing" + chars, type(self).__name__
 
     @classmethod
-    def prepare(
-        cls,
-        settings: dict[str, Any],
-        corpus: Corpus,
-        labels: list[str],
-        scheme: TagScheme,
-        resources: Resources,
-    ) -> tuple[Encoder, TaggerFrame]:
+    def prepare(cls, settings: dict[str, Any], resources: Resources) -> tuple[Encoder, TaggerFrame]:
         """Vocabularies from the training corpus and a network sized to them."""
-        encoder = Encoder.from_corpus(
-            corpus, labels, bool(settings.get("lowercase_words", True)), resources.min_word_count
-        )
+        labels, lowercase = resources.labels, bool(settings.get("lowercase_words", True))
+        encoder = Encoder.from_corpus(resources.corpus, labels, lowercase, resources.min_word_count)
         config = cls.config_class(
             num_words=len(encoder.words),
             num_chars=len(encoder.chars),
@@ -91,7 +99,7 @@ class WordFeatureFrame(TaggerFrame):
             **cls.derived_settings(resources),
             **settings,
         )
-        model = cls(config, Constraints.of(labels, scheme))
+        model = cls(config, Constraints.of(labels, resources.scheme))
         model.adopt(resources)
         return encoder, model
 

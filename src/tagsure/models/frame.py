@@ -62,8 +62,12 @@ def build_head(kind: str, num_labels: int, constraints: Constraints | None = Non
 
 @dataclass
 class Resources:
-    """What a body's ``prepare`` may need beyond its settings, already loaded by the caller."""
+    """What a body's ``prepare`` sizes a network from besides its settings, already loaded:
+    the training corpus, its labels and scheme, and the files the body declares it needs."""
 
+    corpus: Corpus
+    labels: list[str]
+    scheme: TagScheme
     min_word_count: int = 1
     char_lms: list[Any] = field(default_factory=list)  # CharLanguageModel, weights loaded
     pretrained: Any = None  # a PretrainedSource (models/pretrained_tagger.py)
@@ -138,14 +142,7 @@ class TaggerFrame(nn.Module):
         return None
 
     @classmethod
-    def prepare(
-        cls,
-        settings: dict[str, Any],
-        corpus: Corpus,
-        labels: list[str],
-        scheme: TagScheme,
-        resources: Resources,
-    ) -> tuple[Any, TaggerFrame]:
+    def prepare(cls, settings: dict[str, Any], resources: Resources) -> tuple[Any, TaggerFrame]:
         """The input encoder and a network sized to the data, from the ``[model]`` settings."""
         raise NotImplementedError
 

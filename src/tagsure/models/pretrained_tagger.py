@@ -18,8 +18,6 @@ import torch
 from torch import nn
 
 from tagsure.config_dict import JsonConfig
-from tagsure.data.conll import Corpus
-from tagsure.data.schemes import TagScheme
 from tagsure.data.subwords import SubwordBatch, SubwordEncoder, SubwordSettings
 from tagsure.data.vocab import Vocabulary
 from tagsure.encoders.pretrained import PretrainedEncoder
@@ -137,26 +135,21 @@ class PretrainedTagger(TaggerFrame):
 
     @classmethod
     def prepare(
-        cls,
-        settings: dict[str, Any],
-        corpus: Corpus,
-        labels: list[str],
-        scheme: TagScheme,
-        resources: Resources,
+        cls, settings: dict[str, Any], resources: Resources
     ) -> tuple[SubwordEncoder, PretrainedTagger]:
-        """The tokenizer and transformer of ``resources.pretrained``, a head sized to the labels."""
+        """The tokenizer and transformer of ``resources.pretrained``; a head for the labels."""
         source: PretrainedSource = resources.pretrained
         settings = {**settings, "pretrained": str(source.directory)}
         chars = None
         if settings.get("char_encoder", "none") != "none":
             counts: dict[str, int] = {}
-            for sentence in corpus.sentences:
+            for sentence in resources.corpus.sentences:
                 for token in sentence.tokens:
                     for c in token:
                         counts[c] = counts.get(c, 0) + 1
             chars = Vocabulary.from_counts(counts)
         config = PretrainedConfig(
-            num_labels=len(labels),
+            num_labels=len(resources.labels),
             transformer=source.transformer,
             num_chars=len(chars) if chars else 0,
             **settings,
@@ -164,8 +157,8 @@ class PretrainedTagger(TaggerFrame):
         subwords = source.subwords
         if config.max_subwords:
             subwords = replace(subwords, max_length=min(subwords.max_length, config.max_subwords))
-        encoder = SubwordEncoder(source.tokenizer_json, subwords, labels, chars)
-        model = cls(config, Constraints.of(labels, scheme))
+        encoder = SubwordEncoder(source.tokenizer_json, subwords, resources.labels, chars)
+        model = cls(config, Constraints.of(resources.labels, resources.scheme))
         try:
             model.encoder.model.load_state_dict(source.weights, strict=True)
         except RuntimeError as err:

@@ -20,8 +20,6 @@ from typing import Any, TypeVar
 
 import torch
 
-from tagsure.data.conll import Corpus
-from tagsure.data.schemes import TagScheme
 from tagsure.models.frame import Constraints, Resources, TaggerFrame
 
 __all__ = ["Architecture", "Constraints", "Resources", "by_kind", "by_name", "kinds", "register"]
@@ -48,16 +46,9 @@ class Architecture:
     def build(self, config: Any, constraints: Constraints) -> TaggerFrame:
         return self.network(config, constraints)
 
-    def prepare(
-        self,
-        settings: dict[str, Any],
-        corpus: Corpus,
-        labels: list[str],
-        scheme: TagScheme,
-        resources: Resources,
-    ) -> tuple[Any, TaggerFrame]:
+    def prepare(self, settings: dict[str, Any], resources: Resources) -> tuple[Any, TaggerFrame]:
         """(input encoder, network) sized to the data; ``settings``: the [model] table."""
-        return self.network.prepare(settings, corpus, labels, scheme, resources)
+        return self.network.prepare(settings, resources)
 
     def encoder_to_document(self, encoder: Any) -> dict[str, Any]:
         return self.network.encoder_to_document(encoder)

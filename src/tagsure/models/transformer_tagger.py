@@ -15,29 +15,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from tagsure.config_dict import JsonConfig
 from tagsure.encoders.attention import TransformerEncoder, sinusoidal_positions
-from tagsure.models.features import WordFeatureFrame
+from tagsure.models.features import WordFeatureConfig, WordFeatureFrame
 from tagsure.models.frame import Inputs
 from tagsure.models.registry import register
 
 ARCHITECTURE = "tagsure.Transformer.v1"
-DATA_DERIVED = ("num_words", "num_chars", "num_labels")
 
 
 @dataclass
-class TransformerConfig(JsonConfig):
+class TransformerConfig(WordFeatureConfig):
     settings_name = "transformer"
-    data_derived = DATA_DERIVED
 
-    num_words: int
-    num_chars: int
-    num_labels: int
-    word_dim: int = 100
-    casing_dim: int = 16
-    char_encoder: str = "cnn"  # "cnn" or "none" (the char LSTM packs sequences: not graph-safe)
-    char_dim: int = 32
-    char_size: int = 64  # CNN filters
+    # char_encoder: "cnn" or "none" (the char LSTM packs sequences: not graph-safe)
     hidden_size: int = 128  # model width D
     heads: int = 4
     layers: int = 2

@@ -37,18 +37,18 @@ def prepare_model(
     labels = label_set(sorted(types), scheme)
     architecture = registry.by_kind(config.architecture)
     settings = {k: v for k, v in config.model.items() if k != "architecture"}
-    resources = load_resources(architecture.network.resources, settings, config.data.min_word_count)
-    encoder, model = architecture.prepare(settings, corpus, labels, scheme, resources)
+    resources = registry.Resources(corpus, labels, scheme, config.data.min_word_count)
+    load_resources(resources, architecture.network.resources, settings)
+    encoder, model = architecture.prepare(settings, resources)
     if config.data.word_vectors:
         load_word_vectors(model, encoder, config.data.word_vectors)
     return encoder, model
 
 
 def load_resources(
-    needed: tuple[str, ...], settings: dict[str, Any], min_word_count: int
-) -> registry.Resources:
-    """The files a network's ``prepare`` needs, loaded; their paths leave ``settings``."""
-    resources = registry.Resources(min_word_count=min_word_count)
+    resources: registry.Resources, needed: tuple[str, ...], settings: dict[str, Any]
+) -> None:
+    """Load the files a network's ``prepare`` needs; their paths leave ``settings``."""
     if "char_lms" in needed:
         from tagsure.storage.lm_file import load_lm
 
@@ -57,7 +57,6 @@ def load_resources(
         from tagsure.interop.huggingface import read_pretrained
 
         resources.pretrained = read_pretrained(settings.get("pretrained", ""))
-    return resources
 
 
 def load_word_vectors(model: nn.Module, encoder: Any, path: str | os.PathLike[str]) -> None:
