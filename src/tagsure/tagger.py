@@ -39,12 +39,9 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-Decode = Callable[[Any], tuple[np.ndarray, "np.ndarray | None"]]
-
-
 def decode_all(
     data: Any,
-    decode: Decode,
+    decode: Callable[[Any], tuple[np.ndarray, np.ndarray | None]],
     labels: Sequence[str],
     model_scheme: TagScheme,
     output_scheme: TagScheme,

@@ -234,11 +234,11 @@ class CompiledNetwork:
             tensors = self._tensors(b)
             if self._loss is not None:
                 return self._loss(b.tags, *tensors)
-            return _head_loss_eager(self.model.head, self._emissions(*tensors), b.tags, b.mask)
+            return self.model.head.loss(self._emissions(*tensors), b.tags, b.mask)
         h = self._hidden(b)
         if self._loss is not None:
             return self._loss(h, b.tags, b.mask)
-        return _head_loss_eager(self.model.head, self._output(h), b.tags, b.mask)
+        return self.model.head.loss(self._output(h), b.tags, b.mask)
 
     def decode(self, batch: Any) -> torch.Tensor:
         return self.head.decode(self.emissions(batch), batch.mask)
@@ -265,13 +265,6 @@ class CompiledNetwork:
 def _padded(batch: Any) -> Any:
     # Word batches pad to length buckets; subword batches are compiled as they come.
     return pad_batch(batch) if isinstance(batch, Batch) else batch
-
-
-def _head_loss_eager(
-    head: torch.nn.Module, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    # Eager on purpose: the CRF's time loop stays out of the graph (see the module doc).
-    return head.loss(emissions, tags, mask)
 
 
 def compile_network(
