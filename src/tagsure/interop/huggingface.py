@@ -78,12 +78,8 @@ def read_transformer_config(directory: Path) -> dict[str, Any]:
 
 
 def subword_settings(directory: Path, transformer: dict[str, Any]) -> SubwordSettings:
-    """Special ids around a window, padding and the window size, from the directory's tokenizer.
-
-    The ids before and after a word are those the tokenizer's own post-processor adds to a
-    one-word input; the window is the smaller of the model's positions and the tokenizer's
-    ``model_max_length``.
-    """
+    """Special ids around a window (as the tokenizer adds them to one word), padding, unknown,
+    and the window: the smaller of the model's positions and ``model_max_length``."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)

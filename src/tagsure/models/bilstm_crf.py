@@ -142,11 +142,8 @@ class BiLSTMTagger(WordFeatureFrame):
 
     @torch.no_grad()
     def frozen_features(self, data: EncodedSentences) -> torch.Tensor | None:
-        """(tokens, D) character-LM features of a whole corpus, when the LMs are frozen.
-
-        A trainer computes them once and reuses them every epoch: frozen LMs give the same
-        vectors each time, and the LMs are most of the cost of a step.
-        """
+        """(tokens, D) character-LM features of a whole corpus, when the LMs are frozen: the
+        same vectors every epoch, so computed once (the LMs are most of the cost of a step)."""
         if self.char_lm is None or self.char_lm.fine_tune:
             return None
         self.char_lm.eval()

@@ -95,8 +95,7 @@ class TaggerFrame(nn.Module):
         """Create the feature and body modules; return the width H the emission layer reads."""
         raise NotImplementedError
 
-    def features(self, inputs: Inputs) -> torch.Tensor:
-        """(B, T, F) token features from the named tensors."""
+    def features(self, inputs: Inputs) -> torch.Tensor:  # named tensors -> (B, T, F)
         raise NotImplementedError
 
     def body(self, x: torch.Tensor, inputs: Inputs) -> torch.Tensor:
@@ -110,36 +109,31 @@ class TaggerFrame(nn.Module):
 
     @classmethod
     def graph_output_names(cls, config: Any) -> list[str]:
-        return [graph_inputs.EMISSIONS]
+        return [graph_inputs.EMISSIONS]  # a pooled BiLSTM adds its LM features
 
     @property
-    def features_graph_safe(self) -> bool:
-        """Whether features() traces with fullgraph=True (no packed LSTM, no Python on data)."""
+    def features_graph_safe(self) -> bool:  # features() traces with fullgraph=True
         return True
 
     @property
-    def body_graph_safe(self) -> bool:
-        """Whether body() traces with fullgraph=True."""
+    def body_graph_safe(self) -> bool:  # body() does (no nn.LSTM, no Python on tensor values)
         return True
 
     def part_names(self) -> tuple[str, str]:
-        """What the features and the body are, in words (for logs)."""
-        return "features", "body"
+        return "features", "body"  # what they are, in words, for logs
 
     def init_emission(self, emission: nn.Linear) -> None:
-        """Re-initialise the emission layer (default: as nn.Linear draws it)."""
+        pass  # a body may re-initialise it (default: as nn.Linear draws it)
 
     def batch_inputs(self, batch: Any) -> dict[str, torch.Tensor]:
         """The named tensors of an eager batch (what :meth:`features` and :meth:`body` read)."""
         return graph_inputs.feeds(batch, self.input_names())
 
-    def batch_hidden(self, batch: Any) -> torch.Tensor:
-        """(B, T, H) for a batch, eagerly; a body may differ from its graph here (chunking)."""
+    def batch_hidden(self, batch: Any) -> torch.Tensor:  # eager (B, T, H); may chunk
         return self.hidden(self.batch_inputs(batch))
 
     def frozen_features(self, data: Any) -> torch.Tensor | None:
-        """Features computed once over a whole input (frozen character LMs); None if none."""
-        return None
+        return None  # features computed once over a whole input (frozen character LMs)
 
     @classmethod
     def prepare(cls, settings: dict[str, Any], resources: Resources) -> tuple[Any, TaggerFrame]:
@@ -160,7 +154,7 @@ class TaggerFrame(nn.Module):
         return self.graph_input_names(self.config)
 
     @property
-    def graph_safe(self) -> bool:
+    def graph_safe(self) -> bool:  # the whole network compiles into one graph
         return self.features_graph_safe and self.body_graph_safe
 
     def hidden(self, inputs: Inputs) -> torch.Tensor:

@@ -99,9 +99,7 @@ class PretrainedTagger(TaggerFrame):
         return self.config.char_encoder != "lstm"  # the char LSTM packs sequences
 
     def features(self, inputs: Inputs) -> torch.Tensor:
-        """All windows through the transformer in one pass (``batch_hidden`` splits a large
-        batch into groups of windows at prediction; a graph can't, its window count is dynamic).
-        """
+        # All windows in one pass: a graph can't split them into groups (batch_hidden does).
         layers = self.encoder.subword_states(inputs["input_ids"], inputs["attention_mask"])
         return self.encoder.pool(layers, inputs)  # (B, T, H)
 

@@ -22,15 +22,12 @@ import torch
 
 from tagsure.models.frame import Constraints, Resources, TaggerFrame
 
-__all__ = ["Architecture", "Constraints", "Resources", "by_kind", "by_name", "kinds", "register"]
-
 DEFAULT_KIND = "bilstm"
 BUILT_IN = (
     "tagsure.models.bilstm_crf",
     "tagsure.models.transformer_tagger",
     "tagsure.models.pretrained_tagger",
 )
-TaggerNetwork = TaggerFrame  # what the tagger, trainer and storage rely on
 Frame = TypeVar("Frame", bound=type[TaggerFrame])
 
 

@@ -216,9 +216,7 @@ class CompiledNetwork:
 
     @property
     def frozen_features(self) -> Callable[..., Any] | None:
-        """The network's whole-input features (frozen character LMs, pooled or not), which
-        ``Tagger`` computes once per input: the compiled network reads them like the eager one."""
-        return self.model.frozen_features
+        return self.model.frozen_features  # computed once per input by Tagger, read as eager
 
     def emissions(self, batch: Any) -> torch.Tensor:
         b, steps = batch.mask.shape

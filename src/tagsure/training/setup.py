@@ -60,7 +60,7 @@ def load_resources(
 
 
 def load_word_vectors(model: nn.Module, encoder: Any, path: str | os.PathLike[str]) -> None:
-    """Word-vector rows into the network's word embeddings (a network without any ignores it)."""
+    # A network without word embeddings (a pretrained encoder) ignores them.
     words = getattr(model, "words", None)
     if isinstance(words, nn.Embedding):
         vectors, _ = read_word_vectors(path, encoder.words, words.embedding_dim, encoder.lowercase)
