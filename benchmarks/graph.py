@@ -149,7 +149,7 @@ def prediction(kind: str, model_file: str, args: argparse.Namespace) -> dict[str
 def model_settings(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """[model] settings of a fresh tagger of ``kind`` for the training-throughput phase."""
     if kind == "pretrained":
-        from tagsure.models.pretrained_tagger import find_minilm
+        from tests.hf_models import find_minilm
 
         return {"architecture": "pretrained", "pretrained": str(args.pretrained or find_minilm())}
     if kind == "bilstm+char-lms":

@@ -83,7 +83,7 @@ def run_transformers(args: argparse.Namespace) -> dict:
         get_linear_schedule_with_warmup,
     )
 
-    from tagsure.models.pretrained_tagger import find_minilm
+    from tests.hf_models import find_minilm
     from tagsure.training.setup import label_set
 
     torch.set_num_threads(args.threads)
@@ -178,7 +178,7 @@ def run_transformers(args: argparse.Namespace) -> dict:
 
 def tagsure_config(args: argparse.Namespace, best: bool):
     from tagsure import TrainConfig
-    from tagsure.models.pretrained_tagger import find_minilm
+    from tests.hf_models import find_minilm
 
     model = {"architecture": "pretrained", "pretrained": str(find_minilm()), "pooling": "first"}
     training = {

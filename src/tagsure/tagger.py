@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ from tagsure.data.conll import Corpus, Sentence
 from tagsure.data.schemes import TagScheme, convert, to_spans
 from tagsure.data.text import Token, split_sentences
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
-from tagsure.models.registry import TaggerNetwork
+from tagsure.models.frame import TaggerFrame as TaggerNetwork
 
 T = TypeVar("T")
 PREDICT_BATCH_SIZE = 256
@@ -37,6 +37,29 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+def decode_all(
+    data: Any,
+    decode: Callable[[Any], tuple[np.ndarray, np.ndarray | None]],
+    labels: Sequence[str],
+    model_scheme: TagScheme,
+    output_scheme: TagScheme,
+    with_scores: bool = False,
+) -> tuple[list[list[str]], list[np.ndarray] | None]:
+    """Each sentence's tags in the output scheme (and the chosen tags' scores), from
+    ``decode(batch)``: the (B, T) label path and, or None, its (B, T) scores. The one step from
+    a network's emissions to tags, for the torch and the ONNX tagger alike."""
+    tags: list[list[str]] = [[] for _ in range(len(data))]
+    scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
+    for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+        path, chosen = decode(data.batch(ids))
+        for row, i in enumerate(ids):
+            n = int(data.lengths[i])
+            tags[i] = convert([labels[j] for j in path[row, :n]], model_scheme, output_scheme)
+            if scores is not None and chosen is not None:
+                scores[i] = chosen[row, :n]
+    return tags, scores
 
 
 @dataclass
@@ -120,24 +143,19 @@ class Tagger:
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         self.model.eval()
         self._attach_features(data)
-        labels = self.encoder.labels
-        tags: list[list[str]] = [[] for _ in range(len(data))]
-        scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
-        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
-            batch = data.batch(ids)
+        head = self.model.head
+
+        def decode(batch: Any) -> tuple[np.ndarray, np.ndarray | None]:
             emissions = self.model.emissions(batch)
-            path = self.model.head.decode(emissions, batch.mask).numpy()
-            if scores is not None:
-                marginals = self.model.head.marginals(emissions, batch.mask)
-                chosen = marginals.gather(2, torch.from_numpy(path).unsqueeze(2)).squeeze(2)
-            for row, i in enumerate(ids):
-                n = int(data.lengths[i])
-                tags[i] = convert(
-                    [labels[j] for j in path[row, :n]], self.model_scheme, self.output_scheme
-                )
-                if scores is not None:
-                    scores[i] = chosen[row, :n].numpy()
-        return tags, scores
+            path = head.decode(emissions, batch.mask)  # (B, T)
+            if not with_scores:
+                return path.numpy(), None
+            marginals = head.marginals(emissions, batch.mask)  # (B, T, K)
+            return path.numpy(), marginals.gather(2, path.unsqueeze(2)).squeeze(2).numpy()
+
+        return decode_all(
+            data, decode, self.labels, self.model_scheme, self.output_scheme, with_scores
+        )
 
     def _attach_features(self, data: Any) -> None:
         """Features a network computes over a whole input at once (frozen character LMs)."""

@@ -145,7 +145,7 @@ def export(model: Path, out: Path, export_format: str) -> None:
 
         export_onnx(tagger, out)
     elif export_format == "hf":
-        from tagsure.storage.huggingface import export_hf  # written on another branch
+        from tagsure.interop.huggingface import export_hf  # written on another branch
 
         export_hf(tagger, out)
     else:
@@ -251,7 +251,7 @@ def load_weights(
 
 
 def import_hf(directory: Path, out: Path) -> None:
-    from tagsure.storage.huggingface import import_hf as convert
+    from tagsure.interop.huggingface import import_hf as convert
 
     tagger = convert(directory, out)
     labels = ", ".join(tagger.labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -113,23 +114,24 @@ class PretrainedEncoder(nn.Module):
                     )
                 ]
                 layers = tuple(torch.cat(parts) for parts in zip(*chunks, strict=True))
-        return self.pool(layers, batch)
+        return self.pool(layers, vars(batch))
 
-    def pool(self, layers: tuple[torch.Tensor, ...], batch: SubwordBatch) -> torch.Tensor:
-        """One vector per word (B, T, output_dim) from the windows' subword states."""
+    def pool(self, layers: tuple[torch.Tensor, ...], inputs: Mapping[str, Any]) -> torch.Tensor:
+        """One vector per word (B, T, output_dim) from the windows' subword states and the
+        word positions of a batch's named tensors (``first``, ``last``, ``piece_word``, ...)."""
         states = self.mix(layers) if self.mix is not None else layers[0]  # (W, S, H)
         W, S, H = states.shape
-        B, T = batch.mask.shape
+        B, T = inputs["mask"].shape
         flat = states.reshape(W * S, H)  # (W * S, H)
         if self.pooling == "first":
-            return flat[batch.first]  # (B, T, H)
+            return flat[inputs["first"]]  # (B, T, H)
         if self.pooling == "last":
-            return flat[batch.last]
+            return flat[inputs["last"]]
         if self.pooling == "first_last":
-            return torch.cat([flat[batch.first], flat[batch.last]], dim=2)  # (B, T, 2H)
+            return torch.cat([flat[inputs["first"]], flat[inputs["last"]]], dim=2)  # (B, T, 2H)
         # mean: sum each word's subwords into its slot (one spare slot for everything else)
-        sums = flat.new_zeros(B * T + 1, H).index_add_(0, batch.piece_word.reshape(-1), flat)
-        return sums[: B * T].reshape(B, T, H) / batch.pieces.unsqueeze(2)
+        sums = flat.new_zeros(B * T + 1, H).index_add_(0, inputs["piece_word"].reshape(-1), flat)
+        return sums[: B * T].reshape(B, T, H) / inputs["pieces"].unsqueeze(2)
 
     def layer_of(self, name: str) -> int:
         """Depth of a transformer parameter: 0 for embeddings, i + 1 for layer i, top otherwise."""

@@ -10,15 +10,12 @@ come back with a head of another size or without its language models.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
+from torch.nn import functional as F
 
-from tagsure.config_dict import JsonConfig
-from tagsure.data.batching import Batch, EncodedSentences, Encoder, bucketed_batches
-from tagsure.data.features import CASING_CLASSES
+from tagsure.data.batching import EncodedSentences, bucketed_batches
 from tagsure.encoders.bilstm import BiLSTMEncoder
 from tagsure.encoders.char_lm import (
     CharLMConfig,
@@ -26,38 +23,26 @@ from tagsure.encoders.char_lm import (
     SentenceChars,
     pooled_by_word,
 )
-from tagsure.encoders.chars import build_char_encoder
-from tagsure.encoders.words import LockedDropout, WordDropout, read_word_vectors
-from tagsure.heads.crf import CRF
-from tagsure.heads.softmax import Softmax
-from tagsure.models.graph_inputs import LM_POOLED, lm_input_names
-
-if TYPE_CHECKING:
-    from tagsure.data.conll import Corpus
-    from tagsure.data.schemes import TagScheme
-    from tagsure.models.registry import Constraints
-    from tagsure.training.config import TrainConfig
+from tagsure.encoders.words import LockedDropout
+from tagsure.models.features import WordFeatureConfig, WordFeatureFrame
+from tagsure.models.frame import Inputs, Resources
+from tagsure.models.graph_inputs import LM_POOLED, WORD_INPUTS, lm_input_names, pooled
+from tagsure.models.registry import register
 
 ARCHITECTURE = "tagsure.BiLSTMCRF.v1"
 DATA_DERIVED = ("num_words", "num_chars", "num_labels", "char_lms")
 # Training-only setting: LM files whose configs and weights are copied into the tagger.
 CHAR_LM_FILES = "char_language_models"
 LM_FEATURE_BATCH = 64  # sentences per LM pass when computing a corpus's features once
+CHAR_LM_FEATURES = "char_lm_features"  # (B, T, D) an eager batch's LM vectors (and pooled)
 
 
 @dataclass
-class BiLSTMConfig(JsonConfig):
+class BiLSTMConfig(WordFeatureConfig):
     settings_name = "BiLSTM"
     data_derived = DATA_DERIVED
 
-    num_words: int
-    num_chars: int
-    num_labels: int
-    word_dim: int = 100
-    casing_dim: int = 16
-    char_encoder: str = "cnn"  # "cnn" or "lstm"
-    char_dim: int = 32
-    char_size: int = 64  # CNN filters, or LSTM hidden size per direction
+    # char_encoder: "cnn" or "lstm"
     hidden_size: int = 256
     layers: int = 1
     dropout: float = 0.5
@@ -75,23 +60,13 @@ class BiLSTMConfig(JsonConfig):
         return super().user_settings() + [CHAR_LM_FILES]
 
 
-class BiLSTMTagger(nn.Module):
-    architecture = ARCHITECTURE
+@register(ARCHITECTURE, kind="bilstm")
+class BiLSTMTagger(WordFeatureFrame):
+    config_class = BiLSTMConfig
+    resources = ("char_lms",)
 
-    def __init__(
-        self,
-        config: BiLSTMConfig,
-        allowed_transitions: list[tuple[int, int]] | None = None,
-        allowed_starts: list[int] | None = None,
-        allowed_ends: list[int] | None = None,
-    ) -> None:
-        super().__init__()
-        self.config = config
-        self.words = nn.Embedding(config.num_words, config.word_dim, padding_idx=0)
-        self.casing = nn.Embedding(len(CASING_CLASSES), config.casing_dim, padding_idx=0)
-        self.chars = build_char_encoder(
-            config.char_encoder, config.num_chars, config.char_dim, config.char_size
-        )
+    def build(self, config: BiLSTMConfig) -> int:
+        features = self.build_word_features(config)
         self.char_lm = (
             ContextualStringEmbeddings(
                 [CharLMConfig.from_dict(c) for c in config.char_lms], config.char_lm_fine_tune
@@ -99,9 +74,7 @@ class BiLSTMTagger(nn.Module):
             if config.char_lms
             else None
         )
-        self.word_dropout = WordDropout(config.word_dropout)
         self.dropout = LockedDropout(config.dropout)
-        features = config.word_dim + config.casing_dim + self.chars.output_dim
         if config.char_lm_pooling not in ("none", "mean"):
             raise ValueError(
                 f"char_lm_pooling must be 'none' or 'mean', not {config.char_lm_pooling!r}"
@@ -114,65 +87,63 @@ class BiLSTMTagger(nn.Module):
         if self.char_lm is not None:
             features += self.char_lm.output_dim * (2 if self.pooled else 1)
         self.encoder = BiLSTMEncoder(features, config.hidden_size, config.layers, config.dropout)
-        self.emission = nn.Linear(self.encoder.output_dim, config.num_labels)
-        if config.head == "crf":
-            self.head: CRF | Softmax = CRF(
-                config.num_labels, allowed_transitions, allowed_starts, allowed_ends
-            )
-        elif config.head == "softmax":
-            self.head = Softmax(config.num_labels)
-        else:
-            raise ValueError(f"unknown head {config.head!r}; choose 'crf' or 'softmax'")
+        return self.encoder.output_dim
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
-        """Per-token label scores (B, T, K) before the head's decoding."""
-        words = self.word_embeddings(batch)  # (B, T, word_dim + casing_dim)
-        chars = self.chars(batch.chars)[batch.char_index]  # (U, C) -> (B, T, C)
-        parts = [words, chars]
+    @classmethod
+    def graph_input_names(cls, config: BiLSTMConfig) -> list[str]:
+        names = list(WORD_INPUTS)
+        for i in range(len(config.char_lms)):
+            names += lm_input_names(i)
+        return names + ([LM_POOLED] if pooled(config) else [])
+
+    @classmethod
+    def graph_output_names(cls, config: BiLSTMConfig) -> list[str]:
+        return super().graph_output_names(config) + (["lm_features"] if pooled(config) else [])
+
+    @property
+    def features_graph_safe(self) -> bool:
+        return super().features_graph_safe and self.char_lm is None
+
+    @property
+    def body_graph_safe(self) -> bool:
+        return False  # nn.LSTM is not traced by Dynamo
+
+    def features(self, inputs: Inputs) -> torch.Tensor:
+        parts = self.word_features(inputs)  # (B, T, E) each
         if self.char_lm is not None:
             # (B, T, sum of LM hidden sizes); cached per corpus when the LMs are frozen
-            parts.append(
-                batch.features if batch.features is not None else self.char_lm(batch.tokens)
-            )
-        x = self.dropout(torch.cat(parts, dim=2))
-        h = self.dropout(self.encoder(x, batch.lengths))  # (B, T, 2H)
-        return self.emission(h)
+            parts.append(inputs[CHAR_LM_FEATURES])
+        return self.dropout(torch.cat(parts, dim=2))
 
-    def graph_outputs(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Emissions (and, pooled, the LM features) from the named tensors of
-        :mod:`tagsure.models.graph_inputs`; the character LMs run inside, on their inputs."""
-        mask = inputs["mask"]
-        batch = Batch(
-            inputs["words"],
-            inputs["cases"],
-            inputs["chars"],
-            inputs["char_index"],
-            mask,
-            mask.sum(dim=1),
-            None,
-            np.empty(0),
-            [],
-        )
+    def body(self, x: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        return self.dropout(self.encoder(x, inputs["mask"].sum(dim=1)))  # (B, T, 2H)
+
+    def batch_inputs(self, batch: Any) -> dict[str, torch.Tensor]:
+        inputs = {name: getattr(batch, name) for name in WORD_INPUTS}
+        if self.char_lm is not None:
+            lm = batch.features if batch.features is not None else self.char_lm(batch.tokens)
+            b, t = batch.mask.shape  # a padded batch (compiled) is wider than its tokens
+            inputs[CHAR_LM_FEATURES] = F.pad(lm, (0, 0, 0, t - lm.shape[1], 0, b - lm.shape[0]))
+        return inputs
+
+    def graph_outputs(self, inputs: Inputs) -> tuple[torch.Tensor, ...]:
+        """Emissions (and, pooled, the LM features); the character LMs run inside, on their
+        inputs (see :mod:`tagsure.models.graph_inputs`)."""
         if self.char_lm is None:
-            return (self.emissions(batch),)
+            return super().graph_outputs(inputs)
         lm_inputs = [
             SentenceChars(inputs[ids], inputs[positions])
             for ids, positions in map(lm_input_names, range(len(self.char_lm.lms)))
         ]
         lm = self.char_lm.embed(lm_inputs)  # (B, T, D)
-        if not self.pooled:
-            batch.features = lm
-            return (self.emissions(batch),)
-        batch.features = torch.cat([lm, inputs[LM_POOLED]], dim=2)
-        return self.emissions(batch), lm
+        features = torch.cat([lm, inputs[LM_POOLED]], dim=2) if self.pooled else lm
+        emissions = self.emission(self.hidden({**inputs, CHAR_LM_FEATURES: features}))
+        return (emissions, lm) if self.pooled else (emissions,)
 
     @torch.no_grad()
     def frozen_features(self, data: EncodedSentences) -> torch.Tensor | None:
-        """(tokens, D) character-LM features of a whole corpus, when the LMs are frozen.
-
-        A trainer computes them once and reuses them every epoch: frozen LMs give the same
-        vectors each time, and the LMs are most of the cost of a step.
-        """
+        """(tokens, D) character-LM features of a whole corpus, when the LMs are frozen: the
+        same vectors every epoch, so computed once (the LMs are most of the cost of a step)."""
         if self.char_lm is None or self.char_lm.fine_tune:
             return None
         self.char_lm.eval()
@@ -187,49 +158,11 @@ class BiLSTMTagger(nn.Module):
             out = torch.cat([out, pooled_by_word(out, data.type_ids)], dim=1)
         return out
 
-    def word_embeddings(self, batch: Batch) -> torch.Tensor:
-        words = self.words(self.word_dropout(batch.words))
-        return torch.cat([words, self.casing(batch.cases)], dim=2)
+    @classmethod
+    def derived_settings(cls, resources: Resources) -> dict[str, Any]:
+        return {"char_lms": [lm.config.to_dict() for lm in resources.char_lms]}
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        assert batch.tags is not None, "training batches carry tags"
-        return self.head.loss(self.emissions(batch), batch.tags, batch.mask)
-
-    def decode(self, batch: Batch) -> torch.Tensor:
-        return self.head.decode(self.emissions(batch), batch.mask)
-
-
-def build(config: BiLSTMConfig, constraints: Constraints) -> BiLSTMTagger:
-    return BiLSTMTagger(config, constraints.transitions, constraints.starts, constraints.ends)
-
-
-def prepare(
-    config: TrainConfig, corpus: Corpus, labels: list[str], scheme: TagScheme
-) -> tuple[Encoder, BiLSTMTagger]:
-    """Vocabularies from the training corpus and a network sized to them (and word vectors)."""
-    from tagsure.models.registry import Constraints
-    from tagsure.storage.lm_file import load_lm
-
-    settings = {k: v for k, v in config.model.items() if k != "architecture"}
-    lms = [load_lm(path) for path in settings.pop(CHAR_LM_FILES, [])]
-    encoder = Encoder.from_corpus(
-        corpus, labels, bool(settings.get("lowercase_words", True)), config.data.min_word_count
-    )
-    model_config = BiLSTMConfig(
-        num_words=len(encoder.words),
-        num_chars=len(encoder.chars),
-        num_labels=len(labels),
-        char_lms=[lm.config.to_dict() for lm in lms],
-        **settings,
-    )
-    model = build(model_config, Constraints.of(labels, scheme))
-    if model.char_lm is not None:  # the tagger owns copies of the LMs: their file isn't needed
-        for target, lm in zip(model.char_lm.lms, lms, strict=True):
-            target.load_state_dict(lm.state_dict(), strict=True)
-    if config.data.word_vectors:
-        vectors, _ = read_word_vectors(
-            config.data.word_vectors, encoder.words, model_config.word_dim, encoder.lowercase
-        )
-        with torch.no_grad():
-            model.words.weight.copy_(vectors)
-    return encoder, model
+    def adopt(self, resources: Resources) -> None:
+        if self.char_lm is not None:  # the tagger owns copies of the LMs: their file isn't needed
+            for target, lm in zip(self.char_lm.lms, resources.char_lms, strict=True):
+                target.load_state_dict(lm.state_dict(), strict=True)

@@ -2,7 +2,7 @@
 
 A network reads a batch object (word ids, character ids, subword windows, character-LM inputs).
 A graph takes tensors only, so each network names the tensors it needs
-(:func:`input_names`, from its config alone), rebuilds its batch from them
+(``Network.graph_input_names(config)``, from its config alone), computes from them
 (``network.graph_outputs(inputs)``), and :func:`feeds` builds them from a batch. The same names
 serve the ONNX exporter, ONNX Runtime (which has no torch network) and ``torch.compile``.
 
@@ -55,25 +55,13 @@ def lm_input_names(index: int) -> tuple[str, str]:
     return f"lm{index}_ids", f"lm{index}_positions"
 
 
-def input_names(config: Any) -> list[str]:
-    """The graph inputs of the network ``config`` describes, in order."""
-    if hasattr(config, "transformer"):  # a pretrained encoder
-        chars = ["chars", "char_index"] if config.char_encoder != "none" else []
-        return SUBWORD_INPUTS + chars
-    names = list(WORD_INPUTS)
-    for i in range(len(getattr(config, "char_lms", []))):
-        names += lm_input_names(i)
-    if pooled(config):
-        names.append(LM_POOLED)
-    return names
-
-
-def output_names(config: Any) -> list[str]:
-    return [EMISSIONS, LM_FEATURES] if pooled(config) else [EMISSIONS]
-
-
 def pooled(config: Any) -> bool:
     return bool(getattr(config, "char_lms", [])) and config.char_lm_pooling != "none"
+
+
+def pooled_width(config: Any) -> int:
+    """D of a pooled tagger's ``lm_pooled`` input (the LMs' hidden sizes); 0 if not pooled."""
+    return sum(int(c["hidden_size"]) for c in config.char_lms) if pooled(config) else 0
 
 
 def dynamic_axes(names: Sequence[str]) -> dict[str, dict[int, str]]:

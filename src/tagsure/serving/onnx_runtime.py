@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from tagsure.data.batching import bucketed_batches
-from tagsure.data.schemes import TagScheme, convert
+from tagsure.data.schemes import TagScheme
 from tagsure.encoders.char_lm import pooled_by_word
 from tagsure.heads.viterbi_numpy import viterbi
 from tagsure.models import graph_inputs, registry
 from tagsure.storage.onnx_export import METADATA_KEY
-from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger
+from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger, decode_all
 
 
 class OnnxTagger:
@@ -68,13 +68,10 @@ class OnnxTagger:
 
         # The exporter drops inputs the graph doesn't read (e.g. `last` with first-subword pooling)
         used = {i.name for i in self.session.get_inputs()}
-        self.inputs = [n for n in graph_inputs.input_names(config) if n in used]
+        names = architecture.network.graph_input_names(config)
+        self.inputs = [n for n in names if n in used]
         self.lm_texts = graph_inputs.lm_texts(config)
-        self.pooled_width = (
-            sum(int(c["hidden_size"]) for c in config.char_lms)
-            if graph_inputs.pooled(config)
-            else 0
-        )
+        self.pooled_width = graph_inputs.pooled_width(config)
 
     @property
     def labels(self) -> list[str]:
@@ -119,18 +116,13 @@ class OnnxTagger:
     ) -> tuple[list[list[str]], None]:
         """Tags in the output scheme for pre-tokenised sentences (no scores)."""
         data = self.encoder.encode(sentences)
-        labels = self.encoder.labels
-        tags: list[list[str]] = [[] for _ in range(len(data))]
         pooled = self._pooled_features(data) if self.pooled_width else None
-        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
-            batch = data.batch(ids)
+
+        def decode(batch: Any) -> tuple[np.ndarray, None]:
             batch_pooled = None if pooled is None else self._batch_pooled(pooled, data, batch)
-            path = self.decode(self.emissions_of(batch, batch_pooled), batch.mask.numpy())
-            for row, i in enumerate(ids):
-                n = int(data.lengths[i])
-                tags[i] = convert(
-                    [labels[j] for j in path[row, :n]], self.model_scheme, self.output_scheme
-                )
+            return self.decode(self.emissions_of(batch, batch_pooled), batch.mask.numpy()), None
+
+        tags, _ = decode_all(data, decode, self.labels, self.model_scheme, self.output_scheme)
         return tags, None
 
     # Raw text, entities and evaluation work as for the torch tagger, on top of ``tag``.

@@ -29,6 +29,7 @@ from torch import nn
 
 from tagsure.heads.crf import CRF, FORBIDDEN
 from tagsure.models import graph_inputs
+from tagsure.models.frame import TaggerFrame
 
 if TYPE_CHECKING:
     from tagsure.tagger import Tagger
@@ -42,10 +43,10 @@ OPSET = 17
 class EmissionGraph(nn.Module):
     """The network's outputs as a function of named tensors only: what is exported."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: TaggerFrame) -> None:
         super().__init__()
         self.model = model
-        self.names = graph_inputs.input_names(model.config)
+        self.names = model.input_names()
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.model.graph_outputs(dict(zip(self.names, tensors, strict=True)))
@@ -64,10 +65,10 @@ def onnx_document(tagger: Tagger) -> dict[str, Any]:
         # numbers the torch CRF uses.
         decoder.update(transitions=trans.tolist(), start=start.tolist(), end=end.tolist())
         decoder["forbidden"] = FORBIDDEN
-    config = tagger.model.config
+    model = tagger.model
     document["onnx"] = {
-        "inputs": graph_inputs.input_names(config),
-        "outputs": graph_inputs.output_names(config),
+        "inputs": model.input_names(),
+        "outputs": model.graph_output_names(model.config),
         "decoder": decoder,
         "opset": OPSET,
     }
@@ -83,8 +84,8 @@ def example_inputs(tagger: Tagger) -> tuple[torch.Tensor, ...]:
     config = tagger.model.config
     pooled = None
     if graph_inputs.pooled(config):
-        pooled = torch.zeros(*batch.mask.shape, tagger.model.char_lm.output_dim)
-    names = graph_inputs.input_names(config)
+        pooled = torch.zeros(*batch.mask.shape, graph_inputs.pooled_width(config))
+    names = tagger.model.input_names()
     texts = graph_inputs.lm_texts(config)
     return tuple(graph_inputs.feeds(batch, names, texts, pooled).values())
 
@@ -98,7 +99,7 @@ def export_onnx(tagger: Tagger, path: str | os.PathLike[str]) -> None:
     import onnx
 
     graph = EmissionGraph(tagger.model).eval()
-    outputs = graph_inputs.output_names(tagger.model.config)
+    outputs = tagger.model.graph_output_names(tagger.model.config)
     with torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo=True, which we don't use:
         # see the module doc.

@@ -4,18 +4,19 @@
 the trainer and the tagger use (``loss``, ``emissions``, ``decode``, ``head.decode``,
 ``head.marginals``, ``config``, ``train``/``eval``), each running compiled code:
 
-* The transformer tagger's emission network compiles whole, ``fullgraph=True``: a graph break
-  is an error, never a silent fallback to eager mode. With a softmax head the loss joins it, so
-  loss and backward (AOT autograd) are one compiled region.
-* The BiLSTM tagger is a hybrid. Its input features (embeddings, casing, character CNN,
-  dropout) and its output (dropout, emission layer, a softmax loss) compile; the BiLSTM itself
-  runs eagerly between the two regions, because Dynamo does not trace ``nn.LSTM``
-  (``torch._dynamo.config.allow_rnn`` is off: it would be a graph break) and the fused ATen
-  LSTM kernel has nothing for Inductor to fuse. A character *LSTM* stays eager for the same
-  reason, plus its ``pack_padded_sequence`` needs lengths on the CPU.
-* The pretrained-encoder tagger compiles whole, ``fullgraph=True``, from the named tensors of
-  :mod:`tagsure.models.graph_inputs` (subword windows and word positions): the Hugging Face
-  transformer, pooling, character CNN and emission layer; a softmax loss joins the graph.
+* Every network is a frame (``models/frame.py``): features -> body -> emission layer -> head,
+  and says which stages trace into one graph. A graph-safe network (the transformer, the
+  pretrained encoder with a character CNN or none) compiles whole, ``fullgraph=True``, from
+  its named graph inputs (:mod:`tagsure.models.graph_inputs`): a graph break is an error,
+  never a silent fallback to eager mode. With a softmax head the loss joins it, so loss and
+  backward (AOT autograd) are one compiled region.
+* Any other network is a hybrid: its features compile if they are graph-safe (embeddings,
+  casing, character CNN, dropout), its body compiles if it is, and its output (emission layer,
+  a softmax loss) always compiles. The BiLSTM body runs eagerly between the regions, because
+  Dynamo does not trace ``nn.LSTM`` (``torch._dynamo.config.allow_rnn`` is off: it would be a
+  graph break) and the fused ATen LSTM kernel has nothing for Inductor to fuse. Character
+  LSTMs and character LMs make the features eager for the same reason (plus
+  ``pack_padded_sequence`` needs lengths on the CPU).
 * The CRF's forward algorithm and Viterbi are a Python loop over the T time steps. They *do*
   compile with ``fullgraph=True`` (``crf_in_graph=True``; tests prove it), but Dynamo unrolls
   the loop, so each length bucket is its own graph and Inductor spends minutes per bucket on
@@ -43,7 +44,7 @@ from torch.nn import functional as F
 
 from tagsure.data.batching import Batch
 from tagsure.heads.crf import CRF
-from tagsure.models import graph_inputs
+from tagsure.models.frame import TaggerFrame
 
 logger = logging.getLogger(__name__)
 
@@ -157,54 +158,48 @@ class CompiledNetwork:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: TaggerFrame,
         backend: str | None = None,
         dynamic: bool = True,
         crf_in_graph: bool = False,
     ) -> None:
-        from tagsure.models.bilstm_crf import BiLSTMTagger
-        from tagsure.models.pretrained_tagger import PretrainedTagger
-        from tagsure.models.transformer_tagger import TransformerTagger
-
         self.model = model
         self.config = model.config
         self.architecture = model.architecture
         self.backend = backend = backend or DEFAULT_BACKEND
         options: dict[str, Any] = {"fullgraph": True, "dynamic": dynamic, "backend": backend}
+
+        def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
+            return _within_limit(torch.compile(function, **options))
+
         # The head's loss joins the compiled graph unless it is a CRF kept outside (module doc).
         head_in_graph = crf_in_graph or not isinstance(model.head, CRF)
         self.head: Any = CompiledHead(model.head, backend, dynamic) if crf_in_graph else model.head
-        if isinstance(model, TransformerTagger):
-            self._emissions = _within_limit(torch.compile(model, **options))
+        self._names = model.input_names()
+        self.whole = model.graph_safe
+        self._loss: Callable[..., Any] | None = None
+        features, body = model.part_names()
+        if self.whole:
+            self._emissions = compiled(model)
             if head_in_graph:
-                self._loss = _within_limit(torch.compile(self._transformer_loss, **options))
-            self.compiled_parts = ["the whole emission network (fullgraph)"]
-        elif isinstance(model, BiLSTMTagger):
-            chars_compile = model.config.char_encoder == "cnn"
-            features = self._bilstm_features if chars_compile else self._bilstm_words
-            self._features = _within_limit(torch.compile(features, **options))
-            self._output = _within_limit(torch.compile(self._bilstm_output, **options))
-            if head_in_graph:
-                self._output_loss = _within_limit(
-                    torch.compile(self._bilstm_output_loss, **options)
-                )
-            self.compiled_parts = [
-                "embeddings, casing" + (", char CNN" if chars_compile else ""),
-                "emission layer",
-            ]
-        elif isinstance(model, PretrainedTagger):
-            # The graph inputs of graph_inputs.py: subword windows and word positions.
-            self._names = graph_inputs.input_names(model.config)
-            self._graph = _within_limit(torch.compile(self._pretrained_emissions, **options))
-            if head_in_graph:
-                self._named_loss = _within_limit(torch.compile(self._pretrained_loss, **options))
-            self.compiled_parts = ["the transformer, pooling and emission layer (fullgraph)"]
+                self._loss = compiled(self._graph_loss)
+            self.compiled_parts = [f"the whole emission network (fullgraph): {features}, {body}"]
         else:
-            raise ValueError(f"{type(model).__name__}: no compiled version; use eager mode")
+            self.compiled_parts = []
+            self._features = model.features
+            if model.features_graph_safe:
+                self._features = compiled(model.features)
+                self.compiled_parts.append(features)
+            self._body = model.body
+            if model.body_graph_safe:
+                self._body = compiled(model.body)
+                self.compiled_parts.append(body)
+            self._output = compiled(model.emission)
+            if head_in_graph:
+                self._loss = compiled(self._output_loss)
+            self.compiled_parts.append("emission layer")
         if head_in_graph:
             self.compiled_parts.append("head loss" + (" and decoding" if crf_in_graph else ""))
-        else:
-            self._head_loss = _head_loss_eager
         logger.info("compiling %s with %s: %s", type(model).__name__, backend, self.compiled_parts)
 
     # -- the network surface --------------------------------------------------------------
@@ -221,107 +216,57 @@ class CompiledNetwork:
 
     @property
     def frozen_features(self) -> Callable[..., Any] | None:
-        """The network's whole-input features (frozen character LMs, pooled or not), which
-        ``Tagger`` computes once per input: the compiled BiLSTM reads them like the eager one."""
-        return getattr(self.model, "frozen_features", None)
+        return self.model.frozen_features  # computed once per input by Tagger, read as eager
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
-        if hasattr(self, "_graph"):  # subword batches: compiled as they come, no padding
-            return self._graph(*self._named(batch))
-        b, steps = batch.words.shape
-        return self._padded_emissions(pad_batch(batch))[:b, :steps]  # (B, T, K)
+    def emissions(self, batch: Any) -> torch.Tensor:
+        b, steps = batch.mask.shape
+        padded = _padded(batch)
+        if self.whole:
+            return self._emissions(*self._tensors(padded))[:b, :steps]  # (B, T, K)
+        return self._output(self._hidden(padded))[:b, :steps]
 
-    def _padded_emissions(self, b: Batch) -> torch.Tensor:
-        if hasattr(self, "_emissions"):
-            return self._emissions(b.words, b.cases, b.chars, b.char_index, b.mask)
-        return self._output(self._bilstm_hidden(b))  # (B, T, K)
-
-    def loss(self, batch: Batch) -> torch.Tensor:
+    def loss(self, batch: Any) -> torch.Tensor:
         assert batch.tags is not None, "training batches carry tags"
-        if hasattr(self, "_graph"):
-            if hasattr(self, "_named_loss"):
-                return self._named_loss(batch.tags, *self._named(batch))
-            return self._head_loss(self.model.head, self.emissions(batch), batch.tags, batch.mask)
-        b = pad_batch(batch)
-        if hasattr(self, "_head_loss"):  # a CRF recursion kept outside the graph
-            return self._head_loss(self.model.head, self._padded_emissions(b), b.tags, b.mask)
-        if hasattr(self, "_loss"):
-            return self._loss(b.words, b.cases, b.chars, b.char_index, b.mask, b.tags)
-        return self._output_loss(self._bilstm_hidden(b), b.tags, b.mask)
+        b = _padded(batch)
+        if self.whole:
+            tensors = self._tensors(b)
+            if self._loss is not None:
+                return self._loss(b.tags, *tensors)
+            return self.model.head.loss(self._emissions(*tensors), b.tags, b.mask)
+        h = self._hidden(b)
+        if self._loss is not None:
+            return self._loss(h, b.tags, b.mask)
+        return self.model.head.loss(self._output(h), b.tags, b.mask)
 
-    def decode(self, batch: Batch) -> torch.Tensor:
+    def decode(self, batch: Any) -> torch.Tensor:
         return self.head.decode(self.emissions(batch), batch.mask)
 
     # -- the compiled regions -------------------------------------------------------------
 
-    def _transformer_loss(
-        self,
-        words: torch.Tensor,
-        cases: torch.Tensor,
-        chars: torch.Tensor,
-        char_index: torch.Tensor,
-        mask: torch.Tensor,
-        tags: torch.Tensor,
-    ) -> torch.Tensor:
-        return head_loss(
-            self.model.head, self.model(words, cases, chars, char_index, mask), tags, mask
-        )
+    def _tensors(self, batch: Any) -> list[torch.Tensor]:
+        """The batch's graph inputs, in the network's order."""
+        inputs = self.model.batch_inputs(batch)
+        return [inputs[name] for name in self._names]
 
-    def _named(self, batch: Any) -> list[torch.Tensor]:
-        return list(graph_inputs.feeds(batch, self._names).values())
+    def _hidden(self, batch: Any) -> torch.Tensor:
+        inputs = self.model.batch_inputs(batch)
+        return self._body(self._features(inputs), inputs)  # (B, T, H)
 
-    def _pretrained_emissions(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model.graph_outputs(dict(zip(self._names, tensors, strict=True)))[0]
-
-    def _pretrained_loss(self, tags: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+    def _graph_loss(self, tags: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
         mask = tensors[self._names.index("mask")]
-        return head_loss(self.model.head, self._pretrained_emissions(*tensors), tags, mask)
+        return head_loss(self.model.head, self.model(*tensors), tags, mask)
 
-    def _bilstm_words(self, words: torch.Tensor, cases: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        return torch.cat([m.words(m.word_dropout(words)), m.casing(cases)], dim=2)  # (B, T, E)
-
-    def _bilstm_features(
-        self, words: torch.Tensor, cases: torch.Tensor, chars: torch.Tensor, index: torch.Tensor
-    ) -> torch.Tensor:
-        m = self.model
-        x = torch.cat([self._bilstm_words(words, cases), m.chars(chars)[index]], dim=2)
-        return m.dropout(x)  # (B, T, E + C)
-
-    def _bilstm_hidden(self, b: Batch) -> torch.Tensor:
-        m = self.model
-        if m.config.char_encoder == "cnn":
-            x = self._features(b.words, b.cases, b.chars, b.char_index)
-        else:  # character LSTM: eager, see the module doc
-            chars = m.chars(b.chars)[b.char_index]  # (B, T, C)
-            x = m.dropout(torch.cat([self._features(b.words, b.cases), chars], dim=2))
-        if m.char_lm is not None:  # character LMs: eager, their nn.LSTM isn't traced either
-            lm = b.features
-            if lm is None:  # fine-tuned LMs: computed per batch, padded to the batch's width
-                lm = m.char_lm(b.tokens)  # (B, T_real, D)
-                lm = F.pad(lm, (0, 0, 0, x.shape[1] - lm.shape[1], 0, x.shape[0] - lm.shape[0]))
-            x = torch.cat([x, m.dropout(lm)], dim=2)
-        # Eager: nn.LSTM is not traced by Dynamo (see the module doc).
-        return m.encoder(x, b.lengths)  # (B, T, 2H)
-
-    def _bilstm_output(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.emission(self.model.dropout(h))  # (B, T, K)
-
-    def _bilstm_output_loss(
-        self, h: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
-        return head_loss(self.model.head, self._bilstm_output(h), tags, mask)
+    def _output_loss(self, h: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return head_loss(self.model.head, self.model.emission(h), tags, mask)
 
 
-def _head_loss_eager(
-    head: torch.nn.Module, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    # Eager on purpose: the CRF's time loop stays out of the graph (see the module doc).
-    return head.loss(emissions, tags, mask)
+def _padded(batch: Any) -> Any:
+    # Word batches pad to length buckets; subword batches are compiled as they come.
+    return pad_batch(batch) if isinstance(batch, Batch) else batch
 
 
 def compile_network(
-    model: torch.nn.Module,
+    model: TaggerFrame,
     backend: str | None = None,
     dynamic: bool = True,
     crf_in_graph: bool = False,

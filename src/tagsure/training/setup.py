@@ -1,14 +1,23 @@
-"""What a training run builds before its first step: corpora, vocabularies, label set, optimizer."""
+"""What a training run builds before its first step: corpora, vocabularies, label set, optimizer.
+
+The set-up is where files are read: the character LMs a BiLSTM copies, a Hugging Face
+directory (through :mod:`tagsure.interop.huggingface`) and word vectors. The network's
+``prepare`` gets them loaded, with its ``[model]`` settings as a plain dict.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
+from torch import nn
 
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
 from tagsure.data.schemes import TagScheme, split_tag
+from tagsure.encoders.words import read_word_vectors
 from tagsure.models import registry
+from tagsure.models.bilstm_crf import CHAR_LM_FILES
 from tagsure.training.config import TrainConfig
 
 
@@ -27,7 +36,36 @@ def prepare_model(
     types = {t for s in corpus.sentences for _, t in map(split_tag, s.tags or []) if t}
     labels = label_set(sorted(types), scheme)
     architecture = registry.by_kind(config.architecture)
-    return architecture.prepare(config, corpus, labels, scheme)
+    settings = {k: v for k, v in config.model.items() if k != "architecture"}
+    resources = registry.Resources(corpus, labels, scheme, config.data.min_word_count)
+    load_resources(resources, architecture.network.resources, settings)
+    encoder, model = architecture.prepare(settings, resources)
+    if config.data.word_vectors:
+        load_word_vectors(model, encoder, config.data.word_vectors)
+    return encoder, model
+
+
+def load_resources(
+    resources: registry.Resources, needed: tuple[str, ...], settings: dict[str, Any]
+) -> None:
+    """Load the files a network's ``prepare`` needs; their paths leave ``settings``."""
+    if "char_lms" in needed:
+        from tagsure.storage.lm_file import load_lm
+
+        resources.char_lms = [load_lm(path) for path in settings.pop(CHAR_LM_FILES, [])]
+    if "pretrained" in needed:
+        from tagsure.interop.huggingface import read_pretrained
+
+        resources.pretrained = read_pretrained(settings.get("pretrained", ""))
+
+
+def load_word_vectors(model: nn.Module, encoder: Any, path: str | os.PathLike[str]) -> None:
+    # A network without word embeddings (a pretrained encoder) ignores them.
+    words = getattr(model, "words", None)
+    if isinstance(words, nn.Embedding):
+        vectors, _ = read_word_vectors(path, encoder.words, words.embedding_dim, encoder.lowercase)
+        with torch.no_grad():
+            words.weight.copy_(vectors)
 
 
 def label_set(types: list[str], scheme: TagScheme) -> list[str]:

@@ -1,4 +1,8 @@
-"""Hugging Face token-classification directories in and out of tagsure, heads intact.
+"""Hugging Face model directories in and out of tagsure: reading one, import and export.
+
+:func:`read_pretrained` reads a local model directory (config.json, weights, a fast tokenizer)
+into the :class:`PretrainedSource` a pretrained tagger is prepared from, asking the tokenizer
+itself (``AutoTokenizer``) for its special tokens and length limit. tagsure never downloads.
 
 ``import_hf`` reads a local ``*ForTokenClassification`` directory (config with ``id2label``,
 weights, ``tokenizer.json``) into a tagsure tagger that predicts what ``transformers`` predicts
@@ -20,22 +24,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tagsure.data.schemes import TagScheme, split_tag
-from tagsure.data.subwords import SubwordEncoder, pretokenized_ready
-from tagsure.models.pretrained_tagger import (
-    PretrainedConfig,
-    PretrainedTagger,
-    build,
-    local_model_dir,
-    read_transformer_config,
-    subword_settings,
-)
-from tagsure.models.registry import Constraints
+from tagsure.data.subwords import SubwordEncoder, SubwordSettings, pretokenized_ready
+from tagsure.models.frame import Constraints
+from tagsure.models.pretrained_tagger import PretrainedConfig, PretrainedSource, PretrainedTagger
 
 if TYPE_CHECKING:
     from tagsure.tagger import Tagger
 
 logger = logging.getLogger(__name__)
 
+# Shown to anyone who gives a hub name: tagsure never downloads.
+OFFLINE_HINT = (
+    "tagsure never downloads models; pass a local Hugging Face model directory "
+    "(config.json, weights and tokenizer.json), e.g. one saved with save_pretrained()"
+)
 CRF_FILE = "tagsure_crf.json"
 # Stored as the imported model's fingerprint probe, so its load is verified like any other.
 PROBE = [
@@ -43,6 +45,86 @@ PROBE = [
     "Peter Blackburn visited the European Commission in Brussels on Thursday .".split(),
     "Nadim Ladki scored twice for Al-Ain against Syria in the Asian Cup .".split(),
 ]
+
+
+# -- reading a model directory ---------------------------------------------------------------
+
+
+def local_model_dir(name: str | Path) -> Path:
+    """The directory ``name`` points at, or an error saying to pass one (never a download)."""
+    path = Path(name).expanduser()
+    if not str(name):
+        raise ValueError(f"set [model] pretrained to a local model directory; {OFFLINE_HINT}")
+    if not path.is_dir():
+        raise ValueError(f"{name!r} is not a local directory; {OFFLINE_HINT}")
+    for required in ("config.json", "tokenizer.json"):
+        if not (path / required).is_file():
+            hint = (
+                "save a fast tokenizer there with AutoTokenizer.from_pretrained(...)"
+                ".save_pretrained(DIR)"
+                if required == "tokenizer.json"
+                else "it is not a Hugging Face model directory"
+            )
+            raise ValueError(f"{path}: no {required}; {hint}")
+    return path
+
+
+def read_transformer_config(directory: Path) -> dict[str, Any]:
+    """config.json without the task-head fields (labels, architectures) that tagsure owns."""
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    for key in ("id2label", "label2id", "num_labels", "architectures", "_name_or_path"):
+        config.pop(key, None)
+    return config
+
+
+def subword_settings(directory: Path, transformer: dict[str, Any]) -> SubwordSettings:
+    """Special ids around a window (as the tokenizer adds them to one word), padding, unknown,
+    and the window: the smaller of the model's positions and ``model_max_length``."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    probe = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+    word = [i for i, w in enumerate(probe.word_ids()) if w is not None]
+    prefix, suffix = probe["input_ids"][: word[0]], probe["input_ids"][word[-1] + 1 :]
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = int(transformer.get("pad_token_id") or 0)
+    unk_id = tokenizer.unk_token_id
+    if unk_id is None:  # the vocabulary model's own unknown token
+        unk = getattr(tokenizer.backend_tokenizer.model, "unk_token", None)
+        unk_id = tokenizer.convert_tokens_to_ids(unk) if unk else None
+    if unk_id is None:
+        unk_id = pad_id
+    limit = int(transformer.get("max_position_embeddings", 512))
+    if transformer.get("model_type") in {"roberta", "xlm-roberta", "camembert"}:
+        limit -= int(transformer.get("pad_token_id", 1)) + 1  # positions start after padding
+    if 0 < tokenizer.model_max_length < limit:
+        limit = int(tokenizer.model_max_length)
+    names = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+    return SubwordSettings(list(prefix), list(suffix), int(pad_id), int(unk_id), limit, names)
+
+
+def transformer_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """The bare transformer's weights of ``directory`` (no sentence pooler)."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a library doesn't draw on the user's terminal
+    pretrained = AutoModel.from_pretrained(directory, local_files_only=True)
+    return {k: v for k, v in pretrained.state_dict().items() if not k.startswith("pooler.")}
+
+
+def read_pretrained(name: str | Path) -> PretrainedSource:
+    """Everything a pretrained tagger is prepared from, read from a local model directory."""
+    directory = local_model_dir(name)
+    transformer = read_transformer_config(directory)
+    return PretrainedSource(
+        directory,
+        transformer,
+        (directory / "tokenizer.json").read_text(encoding="utf-8"),
+        subword_settings(directory, transformer),
+        transformer_weights(directory),
+    )
 
 
 def import_hf(directory: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Tagger:
@@ -64,7 +146,7 @@ def tagger_from_hf(directory: str | os.PathLike[str]) -> Tagger:
     scheme = _scheme_of(labels, path)
     transformer = read_transformer_config(path)
     config = PretrainedConfig(num_labels=len(labels), transformer=transformer, pretrained=str(path))
-    model = build(config, Constraints.of(labels, scheme))
+    model = PretrainedTagger(config, Constraints.of(labels, scheme))
     hf_logging.disable_progress_bar()
     hf = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True)
     classifier = getattr(hf, "classifier", None)
