@@ -83,8 +83,8 @@ def run_transformers(args: argparse.Namespace) -> dict:
         get_linear_schedule_with_warmup,
     )
 
-    from tests.hf_models import find_minilm
     from tagsure.training.setup import label_set
+    from tests.hf_models import find_minilm
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -239,14 +239,14 @@ class Tagger:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], verify: bool = True, tolerance: float = 0.0
+        cls, path: str | os.PathLike[str], verify: bool = True, tolerance: float | None = None
     ) -> Tagger:
         """Rebuild a tagger from a file written by :meth:`save`; no pickle is involved.
 
         With ``verify`` (the default) the fingerprint stored at save time is re-run: the probe's
-        tags must be identical and its emission scores bit-identical (or within ``tolerance``,
-        max absolute difference, across devices), else :class:`ModelFileError` says what
-        differs.
+        tags must be identical and its emission scores bit-identical where the file was saved
+        (elsewhere within ``fingerprint.CROSS_PLATFORM_TOLERANCE``, or the ``tolerance`` given:
+        max absolute difference), else :class:`ModelFileError` says what differs.
         """
         from tagsure.storage.model_file import load_tagger
 

@@ -197,7 +197,7 @@ def demo(out: Path, max_minutes: float) -> None:
         raise CommandFailed("the reloaded model's metrics differ from the trained model's")
 
 
-def verify(model: Path, data: Path | None, tolerance: float) -> None:
+def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
     from tagsure.storage import fingerprint
 
     tagger = load_tagger(model, verify=False)
@@ -210,7 +210,8 @@ def verify(model: Path, data: Path | None, tolerance: float) -> None:
     print(
         f"probe: {len(stored.sentences)} sentences, {tokens} tokens; emissions "
         f"{'bit-identical' if check.identical_emissions else 'differ'} (max abs difference "
-        f"{check.max_abs_difference:.3g}); tags {tags}"
+        f"{check.max_abs_difference:.3g}, tolerance {check.tolerance:g}"
+        f"{'' if check.same_platform else ': saved on another platform'}); tags {tags}"
     )
     saved = tagger.metadata.get("metrics", {}).get("dev")
     now = tagger.evaluate(load_corpus(data)) if data is not None else None

@@ -157,9 +157,12 @@ def verify(
         ),
     ] = None,
     tolerance: Annotated[
-        float,
-        typer.Option(help="Allowed max abs difference of emission scores (0: bit-identical)."),
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Allowed max abs difference of emission scores (default: 0, bit-identical, "
+            "on the platform the file was saved on; 1e-4 on another)."
+        ),
+    ] = None,
 ) -> None:
     """Re-run the probe stored at save time (and the dev metrics, given DATA); exit 1 on change."""
     commands.verify(model, data, tolerance)

@@ -5,11 +5,18 @@ it, the emission scores and their SHA-256. Loading re-runs the probe and compare
 whose state was not fully saved, or was rebuilt differently (a vocabulary re-sorted, a
 constraint mask recomputed, a weight edited), gives other scores and is refused. The probe
 takes a few milliseconds for the BiLSTM tagger.
+
+Floating-point kernels differ between CPUs (AVX2 or AVX-512, another torch build), so a file is
+checked bit for bit only where it was saved: the fingerprint records the platform (torch
+version, device, CPU kernel set), and elsewhere the tags must still be identical and the
+emissions within :data:`CROSS_PLATFORM_TOLERANCE`, and the result says so. A file without a
+platform record (written before it existed) counts as from another platform.
 """
 
 from __future__ import annotations
 
 import hashlib
+import platform as _platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +28,19 @@ if TYPE_CHECKING:
 
 PROBE_TOKENS = 300
 TENSOR_NAME = "fingerprint.emissions"
+# Max abs emission difference allowed when the file was saved on another platform: rounding
+# differences of other kernels are ~1e-7; an edited or mis-rebuilt model differs by far more.
+CROSS_PLATFORM_TOLERANCE = 1e-4
+
+
+def current_platform() -> dict[str, str]:
+    """Where emissions are computed now: what decides whether they can be bit-identical."""
+    return {
+        "torch": torch.__version__,
+        "device": "cpu",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": _platform.machine(),
+    }
 
 
 @dataclass
@@ -29,17 +49,27 @@ class Fingerprint:
     tags: list[list[str]]
     emissions_sha256: str
     emissions: torch.Tensor  # (probe tokens, labels), all probe sentences concatenated
+    platform: dict[str, str] | None = None  # where it was taken; None in older files
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "sentences": self.sentences,
             "tags": self.tags,
             "emissions_sha256": self.emissions_sha256,
         }
+        if self.platform is not None:
+            data["platform"] = self.platform
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any], emissions: torch.Tensor) -> Fingerprint:
-        return cls(data["sentences"], data["tags"], data["emissions_sha256"], emissions)
+        return cls(
+            data["sentences"],
+            data["tags"],
+            data["emissions_sha256"],
+            emissions,
+            data.get("platform"),
+        )
 
 
 @dataclass
@@ -49,6 +79,8 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     max_abs_difference: float = 0.0
     identical_emissions: bool = True
+    tolerance: float = 0.0  # the tolerance the emissions were held to
+    same_platform: bool = True  # saved where it is checked: then the check is bit for bit
 
     @property
     def ok(self) -> bool:
@@ -74,13 +106,19 @@ def choose_probe(sentences: Sequence[Sequence[str]], tokens: int = PROBE_TOKENS)
 def take(tagger: Tagger, sentences: list[list[str]]) -> Fingerprint:
     emissions = probe_emissions(tagger, sentences)
     tags, _ = tagger.tag(sentences)
-    return Fingerprint(sentences, tags, digest(emissions), emissions)
+    return Fingerprint(sentences, tags, digest(emissions), emissions, current_platform())
 
 
-def verify(tagger: Tagger, fingerprint: Fingerprint, tolerance: float = 0.0) -> Verification:
-    """Re-run the probe. Tags must be identical; emissions bit-identical, or within
-    ``tolerance`` (max absolute difference) when comparing across devices or dtypes."""
-    result = Verification()
+def verify(
+    tagger: Tagger, fingerprint: Fingerprint, tolerance: float | None = None
+) -> Verification:
+    """Re-run the probe. Tags must be identical; emissions within ``tolerance`` (max absolute
+    difference). By default that is 0 (bit-identical) on the platform the file was saved on
+    and :data:`CROSS_PLATFORM_TOLERANCE` elsewhere; ``result.same_platform`` says which."""
+    same_platform = fingerprint.platform == current_platform()
+    if tolerance is None:
+        tolerance = 0.0 if same_platform else CROSS_PLATFORM_TOLERANCE
+    result = Verification(tolerance=tolerance, same_platform=same_platform)
     emissions = probe_emissions(tagger, fingerprint.sentences)
     result.identical_emissions = digest(emissions) == fingerprint.emissions_sha256
     if emissions.shape != fingerprint.emissions.shape:

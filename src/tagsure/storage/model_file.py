@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import os
 import platform
 from collections.abc import Mapping
@@ -47,6 +48,8 @@ __all__ = [
     "tagger_from_document",
     "weights_digest",
 ]
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = DocumentKind(
     key="tagsure",
@@ -96,7 +99,7 @@ def describe(tagger: Tagger) -> dict[str, Any]:
 
 
 def load_tagger(
-    path: str | os.PathLike[str], verify: bool = True, tolerance: float = 0.0
+    path: str | os.PathLike[str], verify: bool = True, tolerance: float | None = None
 ) -> Tagger:
     """Rebuild the tagger; with ``verify``, re-run the stored probe and refuse on a mismatch.
 
@@ -128,6 +131,15 @@ def load_tagger(
                 raise ModelFileError(
                     f"{path}: the model does not reproduce its fingerprint: "
                     + "; ".join(check.problems)
+                )
+            if not check.identical_emissions:
+                logger.info(
+                    "%s: saved on another platform (%s); tags identical, emissions within "
+                    "%g (max abs difference %.3g)",
+                    path,
+                    stored_print.platform or "not recorded",
+                    check.tolerance,
+                    check.max_abs_difference,
                 )
     return tagger
 
