@@ -12,7 +12,7 @@ import torch
 
 from tagsure import Tagger, TrainConfig, load_corpus
 from tagsure.data.batching import bucketed_batches
-from tagsure.encoders.char_lm import (
+from tagsure.layers.char_lm import (
     CharLanguageModel,
     CharLMConfig,
     ContextualStringEmbeddings,
@@ -141,7 +141,7 @@ def test_cached_features_equal_the_ones_computed_per_batch(tmp_path: Path) -> No
     from tagsure.training.trainer import train
 
     tagger = train(config).tagger
-    data = tagger.encoder.encode([s.tokens for s in load_corpus(dev_path).sentences])
+    data = tagger.vectorizer.encode([s.tokens for s in load_corpus(dev_path).sentences])
     cached = tagger.model.frozen_features(data)
     for ids in bucketed_batches(data.lengths, 7):
         batch = data.batch(ids)

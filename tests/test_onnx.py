@@ -105,7 +105,7 @@ def test_onnx_runtime_tags_equal_pytorch_on_wikiann(
     sentences = [s.tokens for s in load_corpus(BUNDLED / "wikiann-en-test.txt").sentences]
     assert runtime.tag(sentences)[0] == tagger.tag(sentences)[0]
     # Emissions themselves agree to float tolerance, batch by batch (dynamic B, T, U, L).
-    data = tagger.encoder.encode(sentences[:300])
+    data = tagger.vectorizer.encode(sentences[:300])
     tagger._attach_features(data)  # LM features of the whole input (pooled: over all of it)
     for ids in (np.arange(64), np.arange(64, 65), np.arange(100, 300)):
         batch = data.batch(ids)
@@ -127,7 +127,7 @@ def test_the_onnx_file_is_self_contained_and_dynamic(trained: dict, tmp_path: Pa
     model = onnx.load(str(path))
     document = json.loads({p.key: p.value for p in model.metadata_props}["tagsure"])
     assert document["labels"] == tagger.labels
-    assert document["vocabularies"]["words"] == tagger.encoder.words.items
+    assert document["vocabularies"]["words"] == tagger.vectorizer.words.items
     assert document["onnx"]["decoder"]["kind"] == "crf"
     assert np.array_equal(
         np.asarray(document["onnx"]["decoder"]["transitions"], dtype=np.float32),

@@ -92,7 +92,7 @@ def test_pooling_matches_the_transformers_states(
     directory = encoder_dirs["bert"]
     tagger = sentence_tagger(directory, small_corpus, pooling=pooling)
     sentences = [s.tokens for s in load_corpus(small_corpus[1]).sentences[:12]]
-    data = tagger.encoder.encode(sentences)
+    data = tagger.vectorizer.encode(sentences)
     with torch.no_grad():
         vectors = tagger.model.encoder(data.batch(np.arange(len(sentences))))  # (B, T, H)
     reference = AutoModel.from_pretrained(directory).eval()
@@ -121,7 +121,7 @@ def test_long_sentences_use_windows_and_keep_every_word(
     words = [w for s in load_corpus(small_corpus[0]).sentences for w in s.tokens][:300]
     (emissions,) = tagger.emissions([words])
     assert emissions.shape == (300, len(tagger.labels))
-    data = tagger.encoder.encode([words])
+    data = tagger.vectorizer.encode([words])
     windows = data.windows(0)
     assert len(windows) > 5
     # A word owned by the first window sees exactly what that window holds: the same scores
@@ -157,7 +157,7 @@ def test_train_save_and_load(
     # inspect summarises the stored tokenizer instead of printing all of its JSON
     report = inspect_path(tmp_path / "model.tagsure").to_dict()
     tokenizer = report["tagsure"]["subwords"]["tokenizer_json"]
-    assert tokenizer["vocab_size"] == tagger.encoder.tokenizer.get_vocab_size()
+    assert tokenizer["vocab_size"] == tagger.vectorizer.tokenizer.get_vocab_size()
     assert tokenizer["model"] in ("WordPiece", "BPE")
 
 

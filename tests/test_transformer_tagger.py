@@ -12,7 +12,7 @@ import torch
 
 from tagsure import TrainConfig, load_corpus, train
 from tagsure.data.schemes import TagScheme, convert
-from tagsure.encoders.attention import MultiHeadSelfAttention, sinusoidal_positions
+from tagsure.layers.attention import MultiHeadSelfAttention, sinusoidal_positions
 from tagsure.models.transformer_tagger import TransformerConfig, TransformerTagger
 from tagsure.training.setup import prepare_model
 from tests.helpers import BUNDLED, ensure_model_can_train_save_and_load, tiny_config, write_conll

@@ -93,32 +93,32 @@ class Tagger:
     def __init__(
         self,
         model: TaggerNetwork,
-        encoder: Any,  # the architecture's input encoder: Encoder, or a subword encoder
+        vectorizer: Any,  # the architecture's input vectorizer: Vectorizer or SubwordVectorizer
         model_scheme: TagScheme,
         output_scheme: TagScheme,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        if len(encoder.labels) != model.config.num_labels:
+        if len(vectorizer.labels) != model.config.num_labels:
             raise ValueError(
-                f"the label dictionary has {len(encoder.labels)} labels but the head outputs "
+                f"the label dictionary has {len(vectorizer.labels)} labels but the head outputs "
                 f"{model.config.num_labels}"
             )
         self.model = model
-        self.encoder = encoder
+        self.vectorizer = vectorizer
         self.model_scheme = model_scheme
         self.output_scheme = output_scheme
         self.metadata: dict[str, Any] = metadata or {}
 
     @property
     def labels(self) -> list[str]:
-        return self.encoder.labels
+        return self.vectorizer.labels
 
     # -- prediction ---------------------------------------------------------------------------
 
     @torch.no_grad()
     def emissions(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
         """Per-sentence (T, K) emission scores, in input order."""
-        data = self.encoder.encode(sentences)
+        data = self.vectorizer.encode(sentences)
         self._attach_features(data)
         out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         self.model.eval()
@@ -134,7 +134,7 @@ class Tagger:
         self, sentences: Sequence[Sequence[str]], with_scores: bool = False
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         """Tags in the output scheme for pre-tokenised sentences (and token marginals)."""
-        data = self.encoder.encode(sentences)
+        data = self.vectorizer.encode(sentences)
         return self._tag_encoded(data, with_scores)
 
     @torch.no_grad()

@@ -1,6 +1,6 @@
 """Words to subword ids for a pretrained transformer, in windows that never drop a word.
 
-A :class:`SubwordEncoder` holds a fast tokenizer (a ``tokenizers.Tokenizer`` built from the
+A :class:`SubwordVectorizer` holds a fast tokenizer (a ``tokenizers.Tokenizer`` built from the
 ``tokenizer.json`` text stored in the model file) and the special ids the model expects around a
 sequence. Each distinct word is tokenised once, on its own, exactly as ``is_pretokenized=True``
 tokenises it inside a sentence (the pre-tokenizer splits on word boundaries first), so a corpus
@@ -64,7 +64,7 @@ class SubwordSettings:
         return dict(self.__dict__)
 
 
-class SubwordEncoder:
+class SubwordVectorizer:
     """Maps word lists (and tags) to subword windows with the tokenizer a model was trained with."""
 
     def __init__(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tagsure.data.schemes import TagScheme, split_tag
-from tagsure.data.subwords import SubwordEncoder, SubwordSettings, pretokenized_ready
+from tagsure.data.subwords import SubwordSettings, SubwordVectorizer, pretokenized_ready
 from tagsure.models.frame import Constraints
 from tagsure.models.pretrained_tagger import PretrainedConfig, PretrainedSource, PretrainedTagger
 
@@ -164,13 +164,13 @@ def tagger_from_hf(directory: str | os.PathLike[str]) -> Tagger:
     model.encoder.model.load_state_dict(base, strict=True)
     model.emission.load_state_dict(classifier.state_dict(), strict=True)
     model.eval()
-    encoder = SubwordEncoder(
+    vectorizer = SubwordVectorizer(
         (path / "tokenizer.json").read_text(encoding="utf-8"),
         subword_settings(path, transformer),
         labels,
     )
     metadata: dict[str, Any] = {"training": {"imported_from": str(path)}, "probe": PROBE}
-    return Tagger(model, encoder, scheme, scheme, metadata)
+    return Tagger(model, vectorizer, scheme, scheme, metadata)
 
 
 def export_hf(tagger: Tagger, directory: str | Path) -> None:
@@ -203,7 +203,7 @@ def export_hf(tagger: Tagger, directory: str | Path) -> None:
             "a Hugging Face token classifier cannot represent " + ", ".join(lossy) + "; "
             "export needs pooling 'first', no layer_mix and char_encoder 'none'"
         )
-    encoder: SubwordEncoder = tagger.encoder
+    vectorizer: SubwordVectorizer = tagger.vectorizer
     labels = tagger.labels
     values = dict(config.transformer)
     model_type = values.pop("model_type")
@@ -223,19 +223,19 @@ def export_hf(tagger: Tagger, directory: str | Path) -> None:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(out)
-    _write_tokenizer(encoder, out)
+    _write_tokenizer(vectorizer, out)
     if config.head == "crf":
         _write_crf(tagger, out)
     logger.info("exported %d labels to %s", len(labels), out)
 
 
-def _write_tokenizer(encoder: SubwordEncoder, out: Path) -> None:
+def _write_tokenizer(vectorizer: SubwordVectorizer, out: Path) -> None:
     # The word-list-ready tokenizer (prefix space for byte-level BPE; no padding/truncation),
     # so `tokenizer(words, is_split_into_words=True)` gives the subwords tagsure saw.
     (out / "tokenizer.json").write_text(
-        pretokenized_ready(encoder.tokenizer_json), encoding="utf-8"
+        pretokenized_ready(vectorizer.tokenizer_json), encoding="utf-8"
     )
-    settings = encoder.settings
+    settings = vectorizer.settings
     tokenizer_config: dict[str, Any] = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": settings.max_length,
@@ -243,7 +243,7 @@ def _write_tokenizer(encoder: SubwordEncoder, out: Path) -> None:
     }
     for key in ("pad_token", "unk_token"):
         if key not in tokenizer_config:
-            token = encoder.tokenizer.id_to_token(getattr(settings, key.replace("token", "id")))
+            token = vectorizer.tokenizer.id_to_token(getattr(settings, key.replace("token", "id")))
             if token is not None:
                 tokenizer_config[key] = token
     (out / "tokenizer_config.json").write_text(

@@ -16,14 +16,14 @@ import torch
 from torch.nn import functional as F
 
 from tagsure.data.batching import EncodedSentences, bucketed_batches
-from tagsure.encoders.bilstm import BiLSTMEncoder
-from tagsure.encoders.char_lm import (
+from tagsure.layers.bilstm import BiLSTM
+from tagsure.layers.char_lm import (
     CharLMConfig,
     ContextualStringEmbeddings,
     SentenceChars,
     pooled_by_word,
 )
-from tagsure.encoders.words import LockedDropout
+from tagsure.layers.words import LockedDropout
 from tagsure.models.features import WordFeatureConfig, WordFeatureFrame
 from tagsure.models.frame import Inputs, Resources
 from tagsure.models.graph_inputs import LM_POOLED, WORD_INPUTS, lm_input_names, pooled
@@ -86,7 +86,7 @@ class BiLSTMTagger(WordFeatureFrame):
             )
         if self.char_lm is not None:
             features += self.char_lm.output_dim * (2 if self.pooled else 1)
-        self.encoder = BiLSTMEncoder(features, config.hidden_size, config.layers, config.dropout)
+        self.encoder = BiLSTM(features, config.hidden_size, config.layers, config.dropout)
         return self.encoder.output_dim
 
     @classmethod

@@ -1,7 +1,7 @@
 """Word + casing (+ character) features, shared by the bodies that read word ids.
 
 :class:`WordFeatureFrame` is a :class:`~tagsure.models.frame.TaggerFrame` whose inputs are the
-:class:`~tagsure.data.batching.Encoder`'s vocabularies: it builds the ``words``, ``casing`` and
+:class:`~tagsure.data.batching.Vectorizer`'s vocabularies: it builds the ``words``, ``casing`` and
 ``chars`` modules, gives their vectors (:meth:`WordFeatureFrame.word_features`), prepares the
 vocabularies from a corpus and writes them into the model document. A body on top of it builds
 only what comes after (a BiLSTM, attention blocks, a GRU).
@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from tagsure.config_dict import JsonConfig
-from tagsure.data.batching import Encoder
+from tagsure.data.batching import Vectorizer
 from tagsure.data.features import CASING_CLASSES
 from tagsure.data.vocab import Vocabulary
-from tagsure.encoders.chars import build_char_encoder
-from tagsure.encoders.words import WordDropout
+from tagsure.layers.chars import build_char_encoder
+from tagsure.layers.words import WordDropout
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
 
 
@@ -88,20 +88,24 @@ class WordFeatureFrame(TaggerFrame):
         return "embeddings, casing" + chars, type(self).__name__
 
     @classmethod
-    def prepare(cls, settings: dict[str, Any], resources: Resources) -> tuple[Encoder, TaggerFrame]:
+    def prepare(
+        cls, settings: dict[str, Any], resources: Resources
+    ) -> tuple[Vectorizer, TaggerFrame]:
         """Vocabularies from the training corpus and a network sized to them."""
         labels, lowercase = resources.labels, bool(settings.get("lowercase_words", True))
-        encoder = Encoder.from_corpus(resources.corpus, labels, lowercase, resources.min_word_count)
+        vectorizer = Vectorizer.from_corpus(
+            resources.corpus, labels, lowercase, resources.min_word_count
+        )
         config = cls.config_class(
-            num_words=len(encoder.words),
-            num_chars=len(encoder.chars),
+            num_words=len(vectorizer.words),
+            num_chars=len(vectorizer.chars),
             num_labels=len(labels),
             **cls.derived_settings(resources),
             **settings,
         )
         model = cls(config, Constraints.of(labels, resources.scheme))
         model.adopt(resources)
-        return encoder, model
+        return vectorizer, model
 
     @classmethod
     def derived_settings(cls, resources: Resources) -> dict[str, Any]:
@@ -112,15 +116,15 @@ class WordFeatureFrame(TaggerFrame):
         """Copy weights from the resources into the network (the character LMs)."""
 
     @classmethod
-    def encoder_to_document(cls, encoder: Encoder) -> dict[str, Any]:
-        return {"vocabularies": {"words": encoder.words.items, "chars": encoder.chars.items}}
+    def vectorizer_to_document(cls, vectorizer: Vectorizer) -> dict[str, Any]:
+        return {"vocabularies": {"words": vectorizer.words.items, "chars": vectorizer.chars.items}}
 
     @classmethod
-    def encoder_from_document(
+    def vectorizer_from_document(
         cls, document: dict[str, Any], config: Any, labels: list[str]
-    ) -> Encoder:
+    ) -> Vectorizer:
         vocabularies = document["vocabularies"]
-        return Encoder(
+        return Vectorizer(
             Vocabulary(vocabularies["words"]),
             Vocabulary(vocabularies["chars"]),
             labels,

@@ -137,15 +137,17 @@ class TaggerFrame(nn.Module):
 
     @classmethod
     def prepare(cls, settings: dict[str, Any], resources: Resources) -> tuple[Any, TaggerFrame]:
-        """The input encoder and a network sized to the data, from the ``[model]`` settings."""
+        """The input vectorizer and a network sized to the data, from the ``[model]`` settings."""
         raise NotImplementedError
 
     @classmethod
-    def encoder_to_document(cls, encoder: Any) -> dict[str, Any]:
+    def vectorizer_to_document(cls, vectorizer: Any) -> dict[str, Any]:
         raise NotImplementedError
 
     @classmethod
-    def encoder_from_document(cls, document: dict[str, Any], config: Any, labels: list[str]) -> Any:
+    def vectorizer_from_document(
+        cls, document: dict[str, Any], config: Any, labels: list[str]
+    ) -> Any:
         raise NotImplementedError
 
     # -- shared by every body ---------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from tagsure.encoders.char_lm import CharLMConfig, CharLMText, sentence_chars
+from tagsure.layers.char_lm import CharLMConfig, CharLMText, sentence_chars
 
 EMISSIONS = "emissions"
 LM_FEATURES = "lm_features"  # (B, T, D) the LMs' word vectors, pooled taggers only

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from tagsure.config_dict import JsonConfig
-from tagsure.data.subwords import SubwordBatch, SubwordEncoder, SubwordSettings
+from tagsure.data.subwords import SubwordBatch, SubwordSettings, SubwordVectorizer
 from tagsure.data.vocab import Vocabulary
-from tagsure.encoders.pretrained import PretrainedEncoder
+from tagsure.layers.pretrained import PretrainedTransformer
 from tagsure.models.features import char_features
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
 from tagsure.models.graph_inputs import SUBWORD_INPUTS
@@ -67,7 +67,7 @@ class PretrainedTagger(TaggerFrame):
     resources = ("pretrained",)
 
     def build(self, config: PretrainedConfig) -> int:
-        self.encoder = PretrainedEncoder(config.transformer, config.pooling, config.layer_mix)
+        self.encoder = PretrainedTransformer(config.transformer, config.pooling, config.layer_mix)
         if config.frozen:
             self.encoder.freeze()
         self.chars = char_features(
@@ -134,7 +134,7 @@ class PretrainedTagger(TaggerFrame):
     @classmethod
     def prepare(
         cls, settings: dict[str, Any], resources: Resources
-    ) -> tuple[SubwordEncoder, PretrainedTagger]:
+    ) -> tuple[SubwordVectorizer, PretrainedTagger]:
         """The tokenizer and transformer of ``resources.pretrained``; a head for the labels."""
         source: PretrainedSource = resources.pretrained
         settings = {**settings, "pretrained": str(source.directory)}
@@ -155,7 +155,7 @@ class PretrainedTagger(TaggerFrame):
         subwords = source.subwords
         if config.max_subwords:
             subwords = replace(subwords, max_length=min(subwords.max_length, config.max_subwords))
-        encoder = SubwordEncoder(source.tokenizer_json, subwords, resources.labels, chars)
+        vectorizer = SubwordVectorizer(source.tokenizer_json, subwords, resources.labels, chars)
         model = cls(config, Constraints.of(resources.labels, resources.scheme))
         try:
             model.encoder.model.load_state_dict(source.weights, strict=True)
@@ -164,24 +164,27 @@ class PretrainedTagger(TaggerFrame):
                 f"{source.directory}: the weights don't fit the transformer its config.json "
                 f"describes: {err}"
             ) from None
-        return encoder, model
+        return vectorizer, model
 
     @classmethod
-    def encoder_to_document(cls, encoder: SubwordEncoder) -> dict[str, Any]:
+    def vectorizer_to_document(cls, vectorizer: SubwordVectorizer) -> dict[str, Any]:
         document: dict[str, Any] = {
-            "subwords": {"tokenizer_json": encoder.tokenizer_json, **encoder.settings.to_dict()}
+            "subwords": {
+                "tokenizer_json": vectorizer.tokenizer_json,
+                **vectorizer.settings.to_dict(),
+            }
         }
-        if encoder.chars is not None:
-            document["vocabularies"] = {"chars": encoder.chars.items}
+        if vectorizer.chars is not None:
+            document["vocabularies"] = {"chars": vectorizer.chars.items}
         return document
 
     @classmethod
-    def encoder_from_document(
+    def vectorizer_from_document(
         cls, document: dict[str, Any], config: PretrainedConfig, labels: list[str]
-    ) -> SubwordEncoder:
+    ) -> SubwordVectorizer:
         subwords = dict(document["subwords"])
         tokenizer_json = subwords.pop("tokenizer_json")
         chars = None
         if config.char_encoder != "none":
             chars = Vocabulary(document["vocabularies"]["chars"])
-        return SubwordEncoder(tokenizer_json, SubwordSettings(**subwords), labels, chars)
+        return SubwordVectorizer(tokenizer_json, SubwordSettings(**subwords), labels, chars)

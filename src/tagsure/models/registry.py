@@ -44,16 +44,16 @@ class Architecture:
         return self.network(config, constraints)
 
     def prepare(self, settings: dict[str, Any], resources: Resources) -> tuple[Any, TaggerFrame]:
-        """(input encoder, network) sized to the data; ``settings``: the [model] table."""
+        """(input vectorizer, network) sized to the data; ``settings``: the [model] table."""
         return self.network.prepare(settings, resources)
 
-    def encoder_to_document(self, encoder: Any) -> dict[str, Any]:
-        return self.network.encoder_to_document(encoder)
+    def vectorizer_to_document(self, vectorizer: Any) -> dict[str, Any]:
+        return self.network.vectorizer_to_document(vectorizer)
 
-    def encoder_from_document(
+    def vectorizer_from_document(
         self, document: dict[str, Any], config: Any, labels: list[str]
     ) -> Any:
-        return self.network.encoder_from_document(document, config, labels)
+        return self.network.vectorizer_from_document(document, config, labels)
 
     def settings(self) -> list[str]:
         """The [model] settings a user may give."""

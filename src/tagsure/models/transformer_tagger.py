@@ -3,7 +3,7 @@ pre-norm self-attention blocks, and a CRF or softmax head.
 
 The network is written to compile into one graph and to export to ONNX: :meth:`forward`
 takes plain tensors (no batch object, no lengths on the CPU), and padding is masked with tensor
-operations only (see ``encoders/attention.py``). Everything needed to rebuild it is in
+operations only (see ``layers/attention.py``). Everything needed to rebuild it is in
 :class:`TransformerConfig`, stored as JSON in the model file.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tagsure.encoders.attention import TransformerEncoder, sinusoidal_positions
+from tagsure.layers.attention import TransformerBlocks, sinusoidal_positions
 from tagsure.models.features import WordFeatureConfig, WordFeatureFrame
 from tagsure.models.frame import Inputs
 from tagsure.models.registry import register
@@ -57,7 +57,7 @@ class TransformerTagger(WordFeatureFrame):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.project = nn.Linear(features, config.hidden_size)
-        self.encoder = TransformerEncoder(
+        self.encoder = TransformerBlocks(
             config.hidden_size, config.heads, config.ff_size, config.layers, config.dropout
         )
         return config.hidden_size

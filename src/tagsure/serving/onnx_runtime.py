@@ -22,8 +22,8 @@ import torch
 
 from tagsure.data.batching import bucketed_batches
 from tagsure.data.schemes import TagScheme
-from tagsure.encoders.char_lm import pooled_by_word
 from tagsure.heads.viterbi_numpy import viterbi
+from tagsure.layers.char_lm import pooled_by_word
 from tagsure.models import graph_inputs, registry
 from tagsure.storage.onnx_export import METADATA_KEY
 from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger, decode_all
@@ -54,7 +54,9 @@ class OnnxTagger:
             )
         config = architecture.config_from_dict(document["model_config"])
         self.document = document
-        self.encoder = architecture.encoder_from_document(document, config, document["labels"])
+        self.vectorizer = architecture.vectorizer_from_document(
+            document, config, document["labels"]
+        )
         self.model_scheme = TagScheme(document["tag_scheme"])
         self.output_scheme = TagScheme(document["output_scheme"])
         decoder = document["onnx"]["decoder"]
@@ -75,7 +77,7 @@ class OnnxTagger:
 
     @property
     def labels(self) -> list[str]:
-        return self.encoder.labels
+        return self.vectorizer.labels
 
     def emissions_of(self, batch: Any, pooled: torch.Tensor | None = None) -> np.ndarray:
         """Emission scores (B, T, K) of one batch from the ONNX graph."""
@@ -115,7 +117,7 @@ class OnnxTagger:
         self, sentences: Sequence[Sequence[str]], with_scores: bool = False
     ) -> tuple[list[list[str]], None]:
         """Tags in the output scheme for pre-tokenised sentences (no scores)."""
-        data = self.encoder.encode(sentences)
+        data = self.vectorizer.encode(sentences)
         pooled = self._pooled_features(data) if self.pooled_width else None
 
         def decode(batch: Any) -> tuple[np.ndarray, None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from tagsure.encoders.char_lm import CharLanguageModel, CharLMConfig
+from tagsure.layers.char_lm import CharLanguageModel, CharLMConfig
 from tagsure.storage.document import DocumentKind, read_document, write_document
 
 LM_FILE = DocumentKind(

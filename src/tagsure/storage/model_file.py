@@ -86,7 +86,7 @@ def describe(tagger: Tagger) -> dict[str, Any]:
         "labels": tagger.labels,
         "tag_scheme": tagger.model_scheme.value,
         "output_scheme": tagger.output_scheme.value,
-        **architecture.encoder_to_document(tagger.encoder),
+        **architecture.vectorizer_to_document(tagger.vectorizer),
         "training": tagger.metadata.get("training", {}),
         "metrics": tagger.metadata.get("metrics", {}),
         "versions": {
@@ -175,9 +175,9 @@ def _build(document: dict[str, Any], source: str) -> Tagger:
         )
     model_scheme = TagScheme(document["tag_scheme"])
     model = architecture.build(config, registry.Constraints.of(labels, model_scheme))
-    encoder = architecture.encoder_from_document(document, config, labels)
+    vectorizer = architecture.vectorizer_from_document(document, config, labels)
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
-    return Tagger(model, encoder, model_scheme, TagScheme(document["output_scheme"]), metadata)
+    return Tagger(model, vectorizer, model_scheme, TagScheme(document["output_scheme"]), metadata)
 
 
 def _check_digest(

@@ -79,7 +79,7 @@ def example_inputs(tagger: Tagger) -> tuple[torch.Tensor, ...]:
     """A real batch of sentences of different lengths, for tracing: padding in every input, so
     no mask can be traced as all ones."""
     sentences = [["Tracing", "the", "graph", "of", "Berlin", "."], ["Paris"], ["New", "York"]]
-    data = tagger.encoder.encode(sentences)
+    data = tagger.vectorizer.encode(sentences)
     batch = data.batch(np.arange(len(sentences)))
     config = tagger.model.config
     pooled = None

@@ -286,7 +286,7 @@ def compile_tagger(tagger: Any, backend: str | None = None) -> Any:
 
     return Tagger(
         compile_network(tagger.model, backend),  # type: ignore[arg-type]
-        tagger.encoder,
+        tagger.vectorizer,
         tagger.model_scheme,
         tagger.output_scheme,
         tagger.metadata,

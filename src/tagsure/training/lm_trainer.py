@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from tagsure.data.conll import load_corpus
-from tagsure.encoders.char_lm import CharLanguageModel, CharLMConfig, build_dictionary
+from tagsure.layers.char_lm import CharLanguageModel, CharLMConfig, build_dictionary
 from tagsure.storage.lm_file import save_lm
 from tagsure.training.config import LMTrainConfig
 from tagsure.training.log import LMEpochRecord, format_lm_record

@@ -15,7 +15,7 @@ from torch import nn
 
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
 from tagsure.data.schemes import TagScheme, split_tag
-from tagsure.encoders.words import read_word_vectors
+from tagsure.layers.words import read_word_vectors
 from tagsure.models import registry
 from tagsure.models.bilstm_crf import CHAR_LM_FILES
 from tagsure.training.config import TrainConfig
@@ -32,17 +32,17 @@ def read_corpora(config: TrainConfig) -> tuple[Corpus, Corpus | None]:
 def prepare_model(
     config: TrainConfig, corpus: Corpus, scheme: TagScheme
 ) -> tuple[Any, torch.nn.Module]:
-    """The input encoder and the network of the configured architecture, sized to the data."""
+    """The input vectorizer and the network of the configured architecture, sized to the data."""
     types = {t for s in corpus.sentences for _, t in map(split_tag, s.tags or []) if t}
     labels = label_set(sorted(types), scheme)
     architecture = registry.by_kind(config.architecture)
     settings = {k: v for k, v in config.model.items() if k != "architecture"}
     resources = registry.Resources(corpus, labels, scheme, config.data.min_word_count)
     load_resources(resources, architecture.network.resources, settings)
-    encoder, model = architecture.prepare(settings, resources)
+    vectorizer, model = architecture.prepare(settings, resources)
     if config.data.word_vectors:
-        load_word_vectors(model, encoder, config.data.word_vectors)
-    return encoder, model
+        load_word_vectors(model, vectorizer, config.data.word_vectors)
+    return vectorizer, model
 
 
 def load_resources(
@@ -59,11 +59,13 @@ def load_resources(
         resources.pretrained = read_pretrained(settings.get("pretrained", ""))
 
 
-def load_word_vectors(model: nn.Module, encoder: Any, path: str | os.PathLike[str]) -> None:
+def load_word_vectors(model: nn.Module, vectorizer: Any, path: str | os.PathLike[str]) -> None:
     # A network without word embeddings (a pretrained encoder) ignores them.
     words = getattr(model, "words", None)
     if isinstance(words, nn.Embedding):
-        vectors, _ = read_word_vectors(path, encoder.words, words.embedding_dim, encoder.lowercase)
+        vectors, _ = read_word_vectors(
+            path, vectorizer.words, words.embedding_dim, vectorizer.lowercase
+        )
         with torch.no_grad():
             words.weight.copy_(vectors)
 

@@ -73,10 +73,10 @@ def train(
     train_corpus, dev_corpus = corpora or read_corpora(config)
     output_scheme = train_corpus.scheme or TagScheme.IOB2
     model_scheme = TagScheme.parse(config.data.tag_scheme)
-    encoder, model = prepare_model(config, train_corpus, model_scheme)
+    vectorizer, model = prepare_model(config, train_corpus, model_scheme)
     probe = choose_probe([s.tokens for s in (dev_corpus or train_corpus).sentences])
     metadata = {"training": config.to_dict(), "probe": probe}
-    tagger = Tagger(model, encoder, model_scheme, output_scheme, metadata)
+    tagger = Tagger(model, vectorizer, model_scheme, output_scheme, metadata)
     run = _Run(config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every)
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
 
@@ -118,13 +118,13 @@ class _Run(Run[np.ndarray, EpochRecord]):
     ) -> None:
         self.config, self.tagger, self.dev_corpus = config, tagger, dev_corpus
         self.out = Path(out) if out else None
-        encoder, scheme, source = tagger.encoder, tagger.model_scheme, tagger.output_scheme
-        self.train_data = encoder.encode(
+        vectorizer, scheme, source = tagger.vectorizer, tagger.model_scheme, tagger.output_scheme
+        self.train_data = vectorizer.encode(
             [s.tokens for s in train_corpus.sentences],
             [convert(s.tags or [], source, scheme) for s in train_corpus.sentences],
         )
         self.dev_data = (
-            encoder.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
+            vectorizer.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
         )
         self.dev_metrics: Metrics | None = None  # of the epoch just closed
         # Features that don't change while training (frozen character LMs): computed once.

@@ -62,7 +62,7 @@ class ScalarMix(nn.Module):
         return self.gamma * (weights[:, None, None, None] * stacked).sum(dim=0)
 
 
-class PretrainedEncoder(nn.Module):
+class PretrainedTransformer(nn.Module):
     def __init__(
         self, hf_config: dict[str, Any], pooling: str = "first", layer_mix: bool = False
     ) -> None:

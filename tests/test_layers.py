@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from tagsure.encoders.bilstm import BiLSTMEncoder, reverse_padded
-from tagsure.encoders.chars import CharCNN, CharLSTM
+from tagsure.layers.bilstm import BiLSTM, reverse_padded
+from tagsure.layers.chars import CharCNN, CharLSTM
 
 
 def test_reverse_padded_reverses_within_each_length() -> None:
@@ -16,7 +16,7 @@ def test_reverse_padded_reverses_within_each_length() -> None:
 
 def test_padding_does_not_change_a_sentence_encoding() -> None:
     torch.manual_seed(0)
-    encoder = BiLSTMEncoder(6, 5, layers=2).eval()
+    encoder = BiLSTM(6, 5, layers=2).eval()
     short = torch.randn(1, 3, 6)
     padded = torch.cat([short, torch.randn(1, 4, 6)], dim=1)  # garbage in the padding
     alone = encoder(short, torch.tensor([3]))

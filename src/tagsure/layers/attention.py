@@ -69,7 +69,7 @@ class EncoderBlock(nn.Module):
         return x + self.dropout(self.ff(self.ff_norm(x)))
 
 
-class TransformerEncoder(nn.Module):
+class TransformerBlocks(nn.Module):
     def __init__(self, dim: int, heads: int, ff_dim: int, layers: int, dropout: float) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(

@@ -22,7 +22,7 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(2).expand_as(x))
 
 
-class BiLSTMEncoder(nn.Module):
+class BiLSTM(nn.Module):
     def __init__(self, input_dim: int, hidden: int, layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
         self.forward_layers = nn.ModuleList()
