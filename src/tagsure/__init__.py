@@ -10,14 +10,13 @@ Example:
     >>> tagger.evaluate(tagsure.load_corpus("test.txt")).micro.f1           # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from tagsure.data.conll import ColumnFormat, Corpus, CorpusError, load_corpus, read_conll
 from tagsure.data.schemes import TagScheme
 from tagsure.evaluation.metrics import Metrics
 from tagsure.tagger import Entity, Prediction, Tagger
 from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import TrainResult, resume, train
+from tagsure.version import __version__
 
 __all__ = [
     "ColumnFormat",

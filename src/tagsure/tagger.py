@@ -25,7 +25,7 @@ from tagsure.data.conll import Corpus, Sentence
 from tagsure.data.schemes import TagScheme, convert, to_spans
 from tagsure.data.text import Token, split_sentences
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
-from tagsure.models.frame import TaggerFrame as TaggerNetwork
+from tagsure.models.frame import TaggerFrame
 
 T = TypeVar("T")
 PREDICT_BATCH_SIZE = 256
@@ -92,7 +92,7 @@ class Tagger:
 
     def __init__(
         self,
-        model: TaggerNetwork,
+        model: TaggerFrame,
         vectorizer: Any,  # the architecture's input vectorizer: Vectorizer or SubwordVectorizer
         model_scheme: TagScheme,
         output_scheme: TagScheme,
@@ -195,11 +195,11 @@ class Tagger:
         results = []
         for item, pieces in zip(items, parts, strict=True):
             prediction = Prediction([], [], [], [] if isinstance(item, str) else None)
-            for k, toks in pieces:
+            for k, tokens in pieces:
                 for span in to_spans(tags[k], self.output_scheme):
                     score = float(scores[k][span.start : span.end].mean()) if scores else None
-                    if toks is not None:
-                        start, end = toks[span.start].start, toks[span.end - 1].end
+                    if tokens is not None:
+                        start, end = tokens[span.start].start, tokens[span.end - 1].end
                         text = str(item)[start:end]
                     else:
                         start, end = span.start, span.end
@@ -207,8 +207,8 @@ class Tagger:
                     prediction.entities.append(Entity(span.label, text, start, end, score))
                 prediction.tokens.extend(sentences[k])
                 prediction.tags.extend(tags[k])
-                if toks is not None and prediction.offsets is not None:
-                    prediction.offsets.extend((t.start, t.end) for t in toks)
+                if tokens is not None and prediction.offsets is not None:
+                    prediction.offsets.extend((t.start, t.end) for t in tokens)
             results.append(prediction)
         return results
 
@@ -250,4 +250,4 @@ class Tagger:
         """
         from tagsure.storage.model_file import load_tagger
 
-        return load_tagger(path, verify, tolerance)
+        return load_tagger(path, cls, verify, tolerance)

@@ -9,19 +9,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from tagsure.cli.progress import TqdmProgress
 from tagsure.data.conll import load_corpus, read_conll
-from tagsure.data.formats import INPUT_FORMATS, InputFormat, sniff_format
+from tagsure.data.formats import INPUT_FORMATS, sniff_format
 from tagsure.errors import TagsureError
 from tagsure.evaluation.verify import differences
 from tagsure.storage.atomic import atomic_writer
-from tagsure.storage.model_file import load_tagger
+from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
-from tagsure.writers import OUTPUT_FORMATS, OutputFormat, Predictor, tag_file
+from tagsure.writers import OUTPUT_FORMATS, Predictor, tag_file
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
 DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
@@ -93,7 +93,7 @@ def lm_train(
 
 
 def evaluate(model: Path, data: Path, as_json: bool) -> None:
-    tagger = load_tagger(model)
+    tagger = Tagger.load(model)
     metrics = tagger.evaluate(read_conll(data))  # streamed: memory does not grow with the file
     print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
 
@@ -119,7 +119,7 @@ def predict(
     if output_format not in OUTPUT_FORMATS:
         raise CommandFailed(f"unknown output format {output_format!r}; use conll or jsonl", 2)
     with atomic_writer(out, "w") if out else contextlib.nullcontext(sys.stdout) as handle:
-        tag_file(tagger, data, cast(InputFormat, kind), cast(OutputFormat, output_format), handle)
+        tag_file(tagger, data, kind, output_format, handle)
 
 
 def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
@@ -130,7 +130,7 @@ def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
         from tagsure.serving.onnx_runtime import OnnxTagger
 
         return OnnxTagger(model)
-    tagger = load_tagger(model)
+    tagger = Tagger.load(model)
     if compile_model:
         from tagsure.training.compiled import compile_tagger
 
@@ -139,7 +139,7 @@ def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
 
 
 def export(model: Path, out: Path, export_format: str) -> None:
-    tagger = load_tagger(model)
+    tagger = Tagger.load(model)
     if export_format == "onnx":
         from tagsure.storage.onnx_export import export_onnx
 
@@ -188,7 +188,7 @@ def demo(out: Path, max_minutes: float) -> None:
     )
     print(in_memory.format_table())
     print(f"4/4 tagging: {DEMO_SENTENCE}")
-    for entity in load_tagger(model_path).predict([DEMO_SENTENCE])[0].entities:
+    for entity in Tagger.load(model_path).predict([DEMO_SENTENCE])[0].entities:
         print(
             f"    {entity.label:5} {entity.text!r} [{entity.start}:{entity.end}] "
             f"score {entity.score:.2f}"
@@ -200,7 +200,7 @@ def demo(out: Path, max_minutes: float) -> None:
 def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
     from tagsure.storage import fingerprint
 
-    tagger = load_tagger(model, verify=False)
+    tagger = Tagger.load(model, verify=False)
     stored = tagger.metadata.get("fingerprint")
     if stored is None:
         raise CommandFailed(f"{model}: the file has no fingerprint to verify")
@@ -242,7 +242,7 @@ def load_weights(
 ) -> None:
     from tagsure.storage.foreign import load_into
 
-    tagger = load_tagger(model)
+    tagger = Tagger.load(model)
     report = load_into(
         tagger.model, checkpoint, allow_missing=allow_missing, ignore_unexpected=ignore_unexpected
     )

@@ -42,7 +42,7 @@ class Batch:
         return int(self.lengths.sum())
 
 
-class Encoder:
+class Vectorizer:
     """Maps tokens and tags to indices with the vocabularies a model was trained with."""
 
     def __init__(
@@ -57,7 +57,7 @@ class Encoder:
     @classmethod
     def from_corpus(
         cls, corpus: Corpus, labels: Sequence[str], lowercase: bool = True, min_word_count: int = 1
-    ) -> Encoder:
+    ) -> Vectorizer:
         """Word and character vocabularies of a training corpus."""
         words: Counter[str] = Counter()
         chars: Counter[str] = Counter()

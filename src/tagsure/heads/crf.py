@@ -25,6 +25,9 @@ class CRF(nn.Module):
     ) -> None:
         super().__init__()
         self.num_labels = num_labels
+        self.transition_mask: torch.Tensor
+        self.start_mask: torch.Tensor
+        self.end_mask: torch.Tensor
         self.transitions = nn.Parameter(torch.zeros(num_labels, num_labels))  # (from, to)
         self.start = nn.Parameter(torch.zeros(num_labels))
         self.end = nn.Parameter(torch.zeros(num_labels))

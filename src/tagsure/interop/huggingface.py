@@ -25,6 +25,7 @@ import torch
 
 from tagsure.data.schemes import TagScheme, split_tag
 from tagsure.data.subwords import SubwordSettings, SubwordVectorizer, pretokenized_ready
+from tagsure.heads.crf import CRF
 from tagsure.models.frame import Constraints
 from tagsure.models.pretrained_tagger import PretrainedConfig, PretrainedSource, PretrainedTagger
 
@@ -50,7 +51,7 @@ PROBE = [
 # -- reading a model directory ---------------------------------------------------------------
 
 
-def local_model_dir(name: str | Path) -> Path:
+def local_model_dir(name: str | os.PathLike[str]) -> Path:
     """The directory ``name`` points at, or an error saying to pass one (never a download)."""
     path = Path(name).expanduser()
     if not str(name):
@@ -253,6 +254,7 @@ def _write_tokenizer(vectorizer: SubwordVectorizer, out: Path) -> None:
 
 def _write_crf(tagger: Tagger, out: Path) -> None:
     crf = tagger.model.head
+    assert isinstance(crf, CRF), "only a CRF head has transitions to write"
     transitions, starts, ends = (t.detach().tolist() for t in crf._scores())
     (out / CRF_FILE).write_text(
         json.dumps(

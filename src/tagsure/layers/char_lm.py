@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -135,8 +135,8 @@ def sentence_chars(
         texts.append(lm.encode_text(text))
     width = max(len(t) for t in texts)
     ids = np.full((len(texts), width), UNKNOWN, dtype=np.int64)
-    for row, text in enumerate(texts):
-        ids[row, : len(text)] = text
+    for row, encoded in enumerate(texts):
+        ids[row, : len(encoded)] = encoded
     words = max(len(p) for p in positions)
     gather = np.zeros((len(positions), words), dtype=np.int64)
     for row, p in enumerate(positions):
@@ -153,9 +153,10 @@ class ContextualStringEmbeddings(nn.Module):
 
     def __init__(self, configs: Iterable[CharLMConfig], fine_tune: bool = False) -> None:
         super().__init__()
+        configs = list(configs)
         self.lms = nn.ModuleList(CharLanguageModel(c) for c in configs)
         self.fine_tune = fine_tune
-        self.output_dim = sum(lm.config.hidden_size for lm in self.lms)
+        self.output_dim = sum(c.hidden_size for c in configs)
         if not fine_tune:
             self.lms.requires_grad_(False)
 
@@ -166,7 +167,9 @@ class ContextualStringEmbeddings(nn.Module):
         return self
 
     def forward(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
-        return self.embed([sentence_chars(lm, sentences) for lm in self.lms])
+        return self.embed(
+            [sentence_chars(cast(CharLanguageModel, lm), sentences) for lm in self.lms]
+        )
 
     def embed(self, inputs: Sequence[SentenceChars]) -> torch.Tensor:
         """The word vectors (B, T, D) from each LM's input tensors: tensors only, so it traces."""

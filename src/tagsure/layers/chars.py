@@ -41,7 +41,7 @@ class CharLSTM(nn.Module):
         return torch.cat([h[0], h[1]], dim=1)
 
 
-def build_char_encoder(kind: str, num_chars: int, char_dim: int, size: int) -> nn.Module:
+def build_char_encoder(kind: str, num_chars: int, char_dim: int, size: int) -> CharCNN | CharLSTM:
     if kind == "cnn":
         return CharCNN(num_chars, char_dim, size)
     if kind == "lstm":

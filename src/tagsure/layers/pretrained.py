@@ -69,12 +69,13 @@ class PretrainedTransformer(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-        self.model = build_transformer(hf_config)
+        model: Any = build_transformer(hf_config)  # a transformers PreTrainedModel
+        self.model = model
         self.pooling = pooling
         self.layers = num_layers(hf_config)
         # embeddings + every layer's output
         self.mix = ScalarMix(self.layers + 1) if layer_mix else None
-        hidden = int(self.model.config.hidden_size)
+        hidden = int(model.config.hidden_size)
         self.output_dim = 2 * hidden if pooling == "first_last" else hidden
 
     def freeze(self) -> None:

@@ -10,7 +10,7 @@ only what comes after (a BiLSTM, attention blocks, a GRU).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import Vectorizer
 from tagsure.data.features import CASING_CLASSES
 from tagsure.data.vocab import Vocabulary
-from tagsure.layers.chars import build_char_encoder
+from tagsure.layers.chars import CharCNN, CharLSTM, build_char_encoder
 from tagsure.layers.words import WordDropout
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
 
@@ -28,7 +28,7 @@ from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
 class WordFeatureConfig(JsonConfig):
     """The config fields of the word features, first in every word-feature body's config."""
 
-    data_derived = ("num_words", "num_chars", "num_labels")
+    data_derived: ClassVar[tuple[str, ...]] = ("num_words", "num_chars", "num_labels")
 
     num_words: int
     num_chars: int
@@ -42,7 +42,7 @@ class WordFeatureConfig(JsonConfig):
 
 def char_features(
     kind: str, num_chars: int, dim: int, size: int, allowed: tuple[str, ...], owner: str = ""
-) -> nn.Module | None:
+) -> CharCNN | CharLSTM | None:
     """The character encoder ``kind`` names (None for "none"), if this body allows it."""
     if kind not in allowed:
         choices = " or ".join(repr(k) for k in allowed)
@@ -70,7 +70,7 @@ class WordFeatureFrame(TaggerFrame):
         )
         self.word_dropout = WordDropout(config.word_dropout)
         chars = self.chars.output_dim if self.chars is not None else 0
-        return config.word_dim + config.casing_dim + int(chars)
+        return int(config.word_dim + config.casing_dim + chars)
 
     def word_features(self, inputs: Inputs) -> list[torch.Tensor]:
         """[words (B, T, E), casing (B, T, E_c), characters (B, T, C)]; concatenate them."""

@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from tagsure.config_dict import JsonConfig
 from tagsure.data.conll import Corpus
 from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowed_transitions
 from tagsure.heads.crf import CRF
@@ -77,7 +76,7 @@ class TaggerFrame(nn.Module):
     """Features -> body -> emission layer -> head (see the module doc)."""
 
     architecture: ClassVar[str] = ""  # the versioned name, set by @register
-    config_class: ClassVar[type[JsonConfig]]
+    config_class: ClassVar[type[Any]]  # the body's JsonConfig dataclass
     # What ``prepare`` needs in its Resources besides the corpus: "char_lms", "pretrained".
     resources: ClassVar[tuple[str, ...]] = ()
 

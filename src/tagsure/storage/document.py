@@ -139,7 +139,7 @@ class OpenDocument:
                     )
                 start, end = entry["data_offsets"]
                 fh.seek(8 + header_len + start)
-                buffer = memoryview(target.detach().view(-1).view(torch.uint8).numpy())
+                buffer = target.detach().view(-1).view(torch.uint8).numpy().data
                 done = 0
                 while done < end - start:  # a single read may return less on huge tensors
                     got = fh.readinto(buffer[done:])

@@ -19,12 +19,20 @@ import hashlib
 import platform as _platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from tagsure.tagger import Tagger
+
+class Probed(Protocol):
+    """What the fingerprint runs: a tagger's emissions and tags (storage knows no Tagger)."""
+
+    def emissions(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]: ...
+
+    def tag(
+        self, sentences: Sequence[Sequence[str]], with_scores: bool = False
+    ) -> tuple[list[list[str]], Any]: ...
+
 
 PROBE_TOKENS = 300
 TENSOR_NAME = "fingerprint.emissions"
@@ -103,14 +111,14 @@ def choose_probe(sentences: Sequence[Sequence[str]], tokens: int = PROBE_TOKENS)
     return probe
 
 
-def take(tagger: Tagger, sentences: list[list[str]]) -> Fingerprint:
+def take(tagger: Probed, sentences: list[list[str]]) -> Fingerprint:
     emissions = probe_emissions(tagger, sentences)
     tags, _ = tagger.tag(sentences)
     return Fingerprint(sentences, tags, digest(emissions), emissions, current_platform())
 
 
 def verify(
-    tagger: Tagger, fingerprint: Fingerprint, tolerance: float | None = None
+    tagger: Probed, fingerprint: Fingerprint, tolerance: float | None = None
 ) -> Verification:
     """Re-run the probe. Tags must be identical; emissions within ``tolerance`` (max absolute
     difference). By default that is 0 (bit-identical) on the platform the file was saved on
@@ -150,7 +158,7 @@ def verify(
     return result
 
 
-def probe_emissions(tagger: Tagger, sentences: list[list[str]]) -> torch.Tensor:
+def probe_emissions(tagger: Probed, sentences: list[list[str]]) -> torch.Tensor:
     return torch.cat(tagger.emissions(sentences)).contiguous()
 
 

@@ -15,13 +15,14 @@ import hashlib
 import logging
 import os
 import platform
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from tagsure.data.schemes import TagScheme
 from tagsure.models import registry
+from tagsure.models.frame import TaggerFrame
 from tagsure.storage import fingerprint
 from tagsure.storage.document import (
     DocumentKind,
@@ -31,9 +32,7 @@ from tagsure.storage.document import (
     write_document,
 )
 from tagsure.storage.document import read_header as read_safetensors_header
-
-if TYPE_CHECKING:
-    from tagsure.tagger import Tagger
+from tagsure.version import __version__
 
 __all__ = [
     "FORMAT_NAME",
@@ -41,6 +40,7 @@ __all__ = [
     "MODEL_FILE",
     "ModelFileError",
     "describe",
+    "TaggerLike",
     "load_tagger",
     "read_model_file",
     "read_safetensors_header",
@@ -62,7 +62,35 @@ FORMAT_NAME = MODEL_FILE.key
 FORMAT_VERSION = 1
 
 
-def save_tagger(tagger: Tagger, path: str | os.PathLike[str]) -> None:
+class TaggerLike(fingerprint.Probed, Protocol):
+    """What storage reads and writes of a tagger: its parts. Storage sits below the
+    :class:`~tagsure.tagger.Tagger`, which passes itself (or its class, to build one) in."""
+
+    @property
+    def model(self) -> TaggerFrame: ...
+
+    @property
+    def vectorizer(self) -> Any: ...
+
+    @property
+    def model_scheme(self) -> TagScheme: ...
+
+    @property
+    def output_scheme(self) -> TagScheme: ...
+
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+
+    @property
+    def labels(self) -> list[str]: ...
+
+
+T = TypeVar("T", bound=TaggerLike)
+# (network, vectorizer, model scheme, output scheme, metadata) -> a tagger: the Tagger class
+MakeTagger = Callable[[TaggerFrame, Any, TagScheme, TagScheme, dict[str, Any]], T]
+
+
+def save_tagger(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
     document = describe(tagger)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tagger.model.state_dict().items()}
     document["weights_sha256"] = weights_digest(tensors)
@@ -74,10 +102,8 @@ def save_tagger(tagger: Tagger, path: str | os.PathLike[str]) -> None:
     write_document(path, MODEL_FILE, document, tensors)
 
 
-def describe(tagger: Tagger) -> dict[str, Any]:
+def describe(tagger: TaggerLike) -> dict[str, Any]:
     """The JSON document stored beside the weights (without the weights digest)."""
-    from tagsure import __version__
-
     architecture = registry.architecture_of(tagger.model)
     return {
         "format_version": FORMAT_VERSION,
@@ -99,8 +125,11 @@ def describe(tagger: Tagger) -> dict[str, Any]:
 
 
 def load_tagger(
-    path: str | os.PathLike[str], verify: bool = True, tolerance: float | None = None
-) -> Tagger:
+    path: str | os.PathLike[str],
+    make: MakeTagger[T],
+    verify: bool = True,
+    tolerance: float | None = None,
+) -> T:
     """Rebuild the tagger; with ``verify``, re-run the stored probe and refuse on a mismatch.
 
     The weights are read from the file straight into the network's own parameters, one tensor
@@ -108,7 +137,7 @@ def load_tagger(
     """
     opened = open_document(path, MODEL_FILE)
     document = opened.document
-    tagger = _build(document, str(path))
+    tagger = _build(document, str(path), make)
     weights = tagger.model.state_dict()
     stored = opened.names() - {fingerprint.TENSOR_NAME}
     if stored != set(weights):
@@ -145,20 +174,18 @@ def load_tagger(
 
 
 def tagger_from_document(
-    document: dict[str, Any], tensors: Mapping[str, torch.Tensor], source: str
-) -> Tagger:
+    document: dict[str, Any], tensors: Mapping[str, torch.Tensor], source: str, make: MakeTagger[T]
+) -> T:
     """The tagger a model document describes, with ``tensors`` as its exact weights."""
-    tagger = _build(document, source)
+    tagger = _build(document, source, make)
     # strict=True: every tensor of the network must come from the file, and nothing else.
     tagger.model.load_state_dict(tensors, strict=True)
     tagger.model.eval()
     return tagger
 
 
-def _build(document: dict[str, Any], source: str) -> Tagger:
+def _build(document: dict[str, Any], source: str, make: MakeTagger[T]) -> T:
     """The tagger a model document describes, its network freshly initialised."""
-    from tagsure.tagger import Tagger
-
     name = document.get("architecture")
     architecture = registry.by_name(str(name))
     if architecture is None:
@@ -177,7 +204,7 @@ def _build(document: dict[str, Any], source: str) -> Tagger:
     model = architecture.build(config, registry.Constraints.of(labels, model_scheme))
     vectorizer = architecture.vectorizer_from_document(document, config, labels)
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
-    return Tagger(model, vectorizer, model_scheme, TagScheme(document["output_scheme"]), metadata)
+    return make(model, vectorizer, model_scheme, TagScheme(document["output_scheme"]), metadata)
 
 
 def _check_digest(
@@ -208,5 +235,5 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         tensor = tensors[name].contiguous().cpu()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         if tensor.numel():  # hashed in place: no copy of the bytes, which may be memory-mapped
-            digest.update(tensor.view(-1).view(torch.uint8).numpy())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()

@@ -32,7 +32,7 @@ from tagsure.models import graph_inputs
 from tagsure.models.frame import TaggerFrame
 
 if TYPE_CHECKING:
-    from tagsure.tagger import Tagger
+    from tagsure.storage.model_file import TaggerLike
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class EmissionGraph(nn.Module):
         return self.model.graph_outputs(dict(zip(self.names, tensors, strict=True)))
 
 
-def onnx_document(tagger: Tagger) -> dict[str, Any]:
+def onnx_document(tagger: TaggerLike) -> dict[str, Any]:
     """The model document stored in the ONNX metadata, with the decoder's parameters."""
     from tagsure.storage.model_file import describe
 
@@ -75,7 +75,7 @@ def onnx_document(tagger: Tagger) -> dict[str, Any]:
     return document
 
 
-def example_inputs(tagger: Tagger) -> tuple[torch.Tensor, ...]:
+def example_inputs(tagger: TaggerLike) -> tuple[torch.Tensor, ...]:
     """A real batch of sentences of different lengths, for tracing: padding in every input, so
     no mask can be traced as all ones."""
     sentences = [["Tracing", "the", "graph", "of", "Berlin", "."], ["Paris"], ["New", "York"]]
@@ -90,7 +90,7 @@ def example_inputs(tagger: Tagger) -> tuple[torch.Tensor, ...]:
     return tuple(graph_inputs.feeds(batch, names, texts, pooled).values())
 
 
-def export_onnx(tagger: Tagger, path: str | os.PathLike[str]) -> None:
+def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
     """Write ``tagger`` to ``path`` as a self-contained ONNX model (see the module doc).
 
     Example:

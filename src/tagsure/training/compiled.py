@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from tagsure.data.batching import Batch
 from tagsure.heads.crf import CRF
+from tagsure.heads.softmax import Softmax
 from tagsure.models.frame import TaggerFrame
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,8 @@ def pad_batch(batch: Batch, multiple: int = PAD_MULTIPLE) -> Batch:
     extra = padded_width(batch.words.shape[1], multiple) - batch.words.shape[1]
     rows = max(0, 2 - batch.words.shape[0])
 
-    def pad(x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else F.pad(x, (0, extra, 0, rows))  # (B, T) -> (B', T')
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, extra, 0, rows))  # (B, T) -> (B', T')
 
     chars = batch.chars  # (U, L) -> (U', L')
     chars = F.pad(chars, (0, max(0, 2 - chars.shape[1]), 0, max(0, 2 - chars.shape[0])))
@@ -83,7 +84,7 @@ def pad_batch(batch: Batch, multiple: int = PAD_MULTIPLE) -> Batch:
         char_index=pad(batch.char_index),
         mask=pad(batch.mask),
         lengths=F.pad(batch.lengths, (0, rows)),
-        tags=pad(batch.tags),
+        tags=None if batch.tags is None else pad(batch.tags),
         tokens=batch.tokens + [[] for _ in range(rows)],
         features=None
         if batch.features is None
@@ -105,7 +106,7 @@ def crf_width(steps: Any) -> int:
 
 
 def head_loss(
-    head: torch.nn.Module, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
+    head: CRF | Softmax, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     """``head.loss`` with a CRF's steps padded to :func:`crf_width` (padding is masked)."""
     if isinstance(head, CRF):
@@ -134,7 +135,7 @@ def _within_limit(function: Callable[..., Any]) -> Callable[..., Any]:
 class CompiledHead:
     """The head's decode and marginals, compiled, on emissions padded to the length buckets."""
 
-    def __init__(self, head: torch.nn.Module, backend: str, dynamic: bool = True) -> None:
+    def __init__(self, head: CRF | Softmax, backend: str, dynamic: bool = True) -> None:
         self.head = head
         self.num_labels = head.num_labels
         options: dict[str, Any] = {"fullgraph": True, "dynamic": dynamic, "backend": backend}

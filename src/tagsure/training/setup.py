@@ -8,7 +8,7 @@ directory (through :mod:`tagsure.interop.huggingface`) and word vectors. The net
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from tagsure.data.schemes import TagScheme, split_tag
 from tagsure.layers.words import read_word_vectors
 from tagsure.models import registry
 from tagsure.models.bilstm_crf import CHAR_LM_FILES
+from tagsure.models.frame import TaggerFrame
 from tagsure.training.config import TrainConfig
 
 
@@ -31,7 +32,7 @@ def read_corpora(config: TrainConfig) -> tuple[Corpus, Corpus | None]:
 
 def prepare_model(
     config: TrainConfig, corpus: Corpus, scheme: TagScheme
-) -> tuple[Any, torch.nn.Module]:
+) -> tuple[Any, TaggerFrame]:
     """The input vectorizer and the network of the configured architecture, sized to the data."""
     types = {t for s in corpus.sentences for _, t in map(split_tag, s.tags or []) if t}
     labels = label_set(sorted(types), scheme)
@@ -92,7 +93,9 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     params: Any = [p for p in model.parameters() if p.requires_grad]
     if (layer_lr_decay != 1.0 or head_lr is not None) and hasattr(model, "parameter_groups"):
-        params = model.parameter_groups(lr, layer_lr_decay, head_lr)  # per-layer learning rates
+        params = cast(Any, model).parameter_groups(
+            lr, layer_lr_decay, head_lr
+        )  # per-layer learning rates
     if name == "adamw":
         # fused: one pass over each parameter instead of several (Adam was 20% of a CPU step)
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)

@@ -147,10 +147,10 @@ def extract_state_dict(obj: Any) -> tuple[str | None, Mapping[str, Any]]:
     # state dict of a module with a submodule literally named `model` is flat, not nested.
     best: tuple[str | None, Mapping[str, Any]] = (None, obj)
     best_count = _tensor_count(obj)
-    for key, inner in candidates:
+    for container, inner in candidates:
         count = _tensor_count(inner)
         if count > best_count:
-            best, best_count = (key, inner), count
+            best, best_count = (container, inner), count
     if best_count == 0:
         keys = ", ".join(repr(k) for k in list(obj)[:12]) or "(none)"
         raise CheckpointError(
