@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from tagsure.cli import commands
+from tagsure.cli import commands, serve
 from tagsure.data.conll import CorpusError
 from tagsure.storage.checkpoints import CheckpointError
 from tagsure.storage.model_file import ModelFileError
@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 
 EXPECTED_ERRORS = (CorpusError, ModelFileError, CheckpointError, FileNotFoundError, ValueError)
+
+app.command()(serve.serve)
 
 
 @app.command()
