@@ -32,9 +32,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(
-    model: LoadedModel | None = None, loader: Any = None, **settings: Any
-) -> Iterator[str]:
+def serving(model: LoadedModel | None = None, loader: Any = None, **settings: Any) -> Iterator[str]:
     """The app under uvicorn in a thread; yields its base URL, stops it on exit."""
     port = free_port()
     path = model.path if model is not None else Path("model")

@@ -186,7 +186,9 @@ def test_a_failing_model_answers_500_without_its_traceback(tiny_model: Path) -> 
 def test_cors_is_off_unless_asked(tiny_model: Path) -> None:
     origin = {"Origin": "https://example.org"}
     with serving(loaded(tiny_model)) as url:
-        assert "access-control-allow-origin" not in httpx.get(url + "/health", headers=origin).headers
+        assert (
+            "access-control-allow-origin" not in httpx.get(url + "/health", headers=origin).headers
+        )
     with serving(loaded(tiny_model), cors_origins=["https://example.org"]) as url:
         answer = httpx.get(url + "/health", headers=origin)
         assert answer.headers["access-control-allow-origin"] == "https://example.org"

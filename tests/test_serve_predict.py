@@ -21,9 +21,11 @@ from tests.serving import expected, loaded, serving, without_scores
 TEST = load_corpus(BUNDLED / "wikiann-en-test.txt").sentences
 SENTENCES = [" ".join(s.tokens) for s in TEST[:60]]
 # Documents of 1-4 sentences, an empty one, one with non-ASCII text and odd spacing.
-TEXTS = [
-    " ".join(SENTENCES[i : i + 1 + i % 4]) for i in range(0, 40, 3)
-] + ["", "  \n ", "Zoë Müller flew to São Paulo .\n\nThen  she   met  Angela Merkel ."]
+TEXTS = [" ".join(SENTENCES[i : i + 1 + i % 4]) for i in range(0, 40, 3)] + [
+    "",
+    "  \n ",
+    "Zoë Müller flew to São Paulo .\n\nThen  she   met  Angela Merkel .",
+]
 
 TAGGERS = {
     "bilstm-crf": {"architecture": "bilstm"},
