@@ -25,6 +25,7 @@ TEXTS = [" ".join(SENTENCES[i : i + 1 + i % 4]) for i in range(0, 40, 3)] + [
     "",
     "  \n ",
     "Zoë Müller flew to São Paulo .\n\nThen  she   met  Angela Merkel .",
+    "I did n't play my tennis . \" I wo n't go , \" said Boris Becker .",  # CoNLL-style
 ]
 
 TAGGERS = {
