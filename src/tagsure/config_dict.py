@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any, ClassVar, Self
 
+from tagsure.errors import ConfigError
+
 
 class JsonConfig:
     """Mixin for ``@dataclass`` configs: ``to_dict``, a checked ``from_dict``, user settings."""
@@ -25,7 +27,7 @@ class JsonConfig:
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown {cls.settings_name} settings {unknown}; known: {sorted(known)}"
             )
         return cls(**data)

@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "TagError", "TagsureError"]
+__all__ = ["ConfigError", "InputError", "ModelFileError", "TagError", "TagsureError"]
 
 
 class TagsureError(Exception):
@@ -25,3 +25,11 @@ class ConfigError(TagsureError, ValueError):
 
 class TagError(TagsureError, ValueError):
     """A tag that is not ``O`` or ``PREFIX-TYPE``, or a tag sequence outside its scheme."""
+
+
+class InputError(TagsureError, ValueError):
+    """Input that cannot be read or tagged: a text or vectors file, a tag outside the labels."""
+
+
+class ModelFileError(TagsureError, ValueError):
+    """A file that is not a readable tagsure model; the message names the file and the fix."""

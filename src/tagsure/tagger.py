@@ -24,6 +24,7 @@ from tagsure.data.batching import bucketed_batches
 from tagsure.data.conll import Corpus, Sentence
 from tagsure.data.schemes import TagScheme, convert, to_spans
 from tagsure.data.text import Token, split_sentences
+from tagsure.errors import InputError
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.models.frame import TaggerFrame
 
@@ -223,7 +224,7 @@ class Tagger:
         accumulator = MetricsAccumulator()
         for chunk in chunked(sentences, EVALUATE_CHUNK):
             if any(s.tags is None for s in chunk):
-                raise ValueError("evaluation needs a tag column in the corpus")
+                raise InputError("evaluation needs a tag column in the corpus")
             predicted, _ = self.tag([s.tokens for s in chunk])
             for sentence, tags in zip(chunk, predicted, strict=True):
                 accumulator.add(sentence.tags or [], tags)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tagsure.cli import commands
+from tagsure.cli import commands, serve
 from tagsure.errors import TagsureError
 
 app = typer.Typer(
@@ -38,6 +38,8 @@ Resume = Annotated[
     Path | None,
     typer.Option(help="Continue the run checkpointed in this folder, exactly where it stopped."),
 ]
+
+app.command()(serve.serve)
 
 
 @app.command()

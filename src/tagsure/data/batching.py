@@ -17,6 +17,7 @@ import torch
 
 from tagsure.data.features import casing_class, normalise_word
 from tagsure.data.vocab import Vocabulary
+from tagsure.errors import InputError
 
 if TYPE_CHECKING:
     from tagsure.data.conll import Corpus
@@ -104,7 +105,7 @@ class Vectorizer:
                     (self.label_index[t] for seq in tags for t in seq), np.int64, count=len(flat)
                 )
             except KeyError as err:
-                raise ValueError(
+                raise InputError(
                     f"tag {err.args[0]!r} is not one of the model's labels {self.labels}"
                 ) from None
         return EncodedSentences(

@@ -24,6 +24,7 @@ import torch
 
 from tagsure.data.batching import MAX_WORD_CHARS
 from tagsure.data.vocab import Vocabulary
+from tagsure.errors import ConfigError, InputError
 
 MAX_WORD_PIECES = 32  # a pathological token (a URL, a hash) keeps its first 32 subwords
 
@@ -86,7 +87,7 @@ class SubwordVectorizer:
             settings.max_length - len(settings.prefix_ids) - len(settings.suffix_ids)
         )
         if self.content_length < MAX_WORD_PIECES:
-            raise ValueError(
+            raise ConfigError(
                 f"windows of {settings.max_length} subwords leave {self.content_length} for "
                 f"words; use max_subwords of at least {MAX_WORD_PIECES + 2}"
             )
@@ -124,7 +125,7 @@ class SubwordVectorizer:
                     (self.label_index[t] for seq in tags for t in seq), np.int64, count=len(flat)
                 )
             except KeyError as err:
-                raise ValueError(
+                raise InputError(
                     f"tag {err.args[0]!r} is not one of the model's labels {self.labels}"
                 ) from None
         type_chars = type_lengths = None

@@ -25,6 +25,7 @@ import torch
 
 from tagsure.data.schemes import TagScheme, split_tag
 from tagsure.data.subwords import SubwordSettings, SubwordVectorizer, pretokenized_ready
+from tagsure.errors import ConfigError, ModelFileError
 from tagsure.heads.crf import CRF
 from tagsure.models.frame import Constraints
 from tagsure.models.pretrained_tagger import PretrainedConfig, PretrainedSource, PretrainedTagger
@@ -55,9 +56,9 @@ def local_model_dir(name: str | os.PathLike[str]) -> Path:
     """The directory ``name`` points at, or an error saying to pass one (never a download)."""
     path = Path(name).expanduser()
     if not str(name):
-        raise ValueError(f"set [model] pretrained to a local model directory; {OFFLINE_HINT}")
+        raise ConfigError(f"set [model] pretrained to a local model directory; {OFFLINE_HINT}")
     if not path.is_dir():
-        raise ValueError(f"{name!r} is not a local directory; {OFFLINE_HINT}")
+        raise ConfigError(f"{name!r} is not a local directory; {OFFLINE_HINT}")
     for required in ("config.json", "tokenizer.json"):
         if not (path / required).is_file():
             hint = (
@@ -66,7 +67,7 @@ def local_model_dir(name: str | os.PathLike[str]) -> Path:
                 if required == "tokenizer.json"
                 else "it is not a Hugging Face model directory"
             )
-            raise ValueError(f"{path}: no {required}; {hint}")
+            raise ModelFileError(f"{path}: no {required}; {hint}")
     return path
 
 
@@ -152,12 +153,12 @@ def tagger_from_hf(directory: str | os.PathLike[str]) -> Tagger:
     hf = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True)
     classifier = getattr(hf, "classifier", None)
     if not isinstance(classifier, torch.nn.Linear):
-        raise ValueError(
+        raise ModelFileError(
             f"{path}: {type(hf).__name__} has no linear 'classifier' over the last layer; "
             "tagsure imports BERT, RoBERTa, DistilBERT, ELECTRA, XLM-R and DeBERTa taggers"
         )
     if classifier.out_features != len(labels):
-        raise ValueError(
+        raise ModelFileError(
             f"{path}: the classifier has {classifier.out_features} outputs but id2label names "
             f"{len(labels)} labels; the directory is inconsistent"
         )
@@ -187,7 +188,7 @@ def export_hf(tagger: Tagger, directory: str | Path) -> None:
 
     model = tagger.model
     if not isinstance(model, PretrainedTagger):
-        raise ValueError(
+        raise ModelFileError(
             f"only pretrained-transformer taggers export to Hugging Face, not "
             f"{type(model).__name__}; train one with [model] architecture = 'pretrained'"
         )
@@ -200,7 +201,7 @@ def export_hf(tagger: Tagger, directory: str | Path) -> None:
     if config.char_encoder != "none":
         lossy.append("character features")
     if lossy:
-        raise ValueError(
+        raise ModelFileError(
             "a Hugging Face token classifier cannot represent " + ", ".join(lossy) + "; "
             "export needs pooling 'first', no layer_mix and char_encoder 'none'"
         )
@@ -284,12 +285,12 @@ def _labels(path: Path) -> list[str]:
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     id2label = config.get("id2label")
     if not id2label:
-        raise ValueError(
+        raise ModelFileError(
             f"{path}/config.json: no id2label; a token-classification model names its labels"
         )
     labels = [id2label[key] for key in sorted(id2label, key=int)]
     if sorted(int(k) for k in id2label) != list(range(len(labels))):
-        raise ValueError(f"{path}/config.json: id2label ids are not 0..{len(labels) - 1}")
+        raise ModelFileError(f"{path}/config.json: id2label ids are not 0..{len(labels) - 1}")
     return labels
 
 
@@ -297,7 +298,7 @@ def _scheme_of(labels: list[str], path: Path) -> TagScheme:
     try:
         prefixes = {split_tag(label)[0] for label in labels}
     except ValueError as err:
-        raise ValueError(
+        raise ModelFileError(
             f"{path}/config.json: id2label holds {labels[:5]}...; tagsure needs entity tags "
             f"like O, B-PER, I-PER ({err})"
         ) from None

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tagsure.errors import ConfigError
+
 MASKED = -1e9  # exp(MASKED - max) underflows to exactly 0 in float32 and float16
 
 
@@ -33,7 +35,7 @@ class MultiHeadSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"hidden_size {dim} must be a multiple of heads {heads}")
+            raise ConfigError(f"hidden_size {dim} must be a multiple of heads {heads}")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from tagsure.config_dict import JsonConfig
+from tagsure.errors import ConfigError
 
 UNKNOWN = 0  # index of every character outside the dictionary, and of padding
 SENTENCE_START = "\n"  # what precedes a sentence, as a line break precedes it in training text
@@ -43,7 +44,7 @@ class CharLMConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         if self.direction not in ("forward", "backward"):
-            raise ValueError(f"direction must be 'forward' or 'backward', not {self.direction!r}")
+            raise ConfigError(f"direction must be 'forward' or 'backward', not {self.direction!r}")
 
     @property
     def num_symbols(self) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tagsure.errors import ConfigError
+
 
 class CharCNN(nn.Module):
     """Embed characters, convolve, max-pool over the word: one vector per unique token."""
@@ -46,4 +48,4 @@ def build_char_encoder(kind: str, num_chars: int, char_dim: int, size: int) -> C
         return CharCNN(num_chars, char_dim, size)
     if kind == "lstm":
         return CharLSTM(num_chars, char_dim, size)
-    raise ValueError(f"unknown character encoder {kind!r}; choose 'cnn' or 'lstm'")
+    raise ConfigError(f"unknown character encoder {kind!r}; choose 'cnn' or 'lstm'")

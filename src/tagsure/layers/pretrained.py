@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tagsure.data.subwords import SubwordBatch
+from tagsure.errors import ConfigError, ModelFileError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def build_transformer(hf_config: dict[str, Any]) -> nn.Module:
     values = dict(hf_config)
     model_type = values.pop("model_type", None)
     if not model_type:
-        raise ValueError("the transformer config has no 'model_type'; it is not a HF config")
+        raise ModelFileError("the transformer config has no 'model_type'; it is not a HF config")
     config = AutoConfig.for_model(model_type, **values)
     model = AutoModel.from_config(config)
     # The sentence pooler is not used for tagging and absent from token-classification files.
@@ -45,7 +46,7 @@ def num_layers(hf_config: dict[str, Any]) -> int:
     for key in ("num_hidden_layers", "n_layers", "num_layers"):
         if key in hf_config:
             return int(hf_config[key])
-    raise ValueError(f"the transformer config names no layer count: {sorted(hf_config)}")
+    raise ModelFileError(f"the transformer config names no layer count: {sorted(hf_config)}")
 
 
 class ScalarMix(nn.Module):
@@ -68,7 +69,7 @@ class PretrainedTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+            raise ConfigError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         model: Any = build_transformer(hf_config)  # a transformers PreTrainedModel
         self.model = model
         self.pooling = pooling

@@ -10,6 +10,7 @@ from torch import nn
 
 from tagsure.data.features import normalise_word
 from tagsure.data.vocab import Vocabulary
+from tagsure.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def read_word_vectors(
             if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                 continue
             if len(parts) != dim + 1:
-                raise ValueError(
+                raise InputError(
                     f"{path}:{number}: expected a word and {dim} numbers, found {len(parts) - 1}"
                 )
             word = normalise_word(parts[0], lowercase)

@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from tagsure.data.batching import EncodedSentences, bucketed_batches
+from tagsure.errors import ConfigError
 from tagsure.layers.bilstm import BiLSTM
 from tagsure.layers.char_lm import (
     CharLMConfig,
@@ -76,12 +77,12 @@ class BiLSTMTagger(WordFeatureFrame):
         )
         self.dropout = LockedDropout(config.dropout)
         if config.char_lm_pooling not in ("none", "mean"):
-            raise ValueError(
+            raise ConfigError(
                 f"char_lm_pooling must be 'none' or 'mean', not {config.char_lm_pooling!r}"
             )
         self.pooled = config.char_lm_pooling != "none"
         if self.pooled and config.char_lm_fine_tune:
-            raise ValueError(
+            raise ConfigError(
                 "pooled char-LM embeddings need frozen LMs (char_lm_fine_tune = false)"
             )
         if self.char_lm is not None:

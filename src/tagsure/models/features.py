@@ -19,6 +19,7 @@ from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import Vectorizer
 from tagsure.data.features import CASING_CLASSES
 from tagsure.data.vocab import Vocabulary
+from tagsure.errors import ConfigError
 from tagsure.layers.chars import CharCNN, CharLSTM, build_char_encoder
 from tagsure.layers.words import WordDropout
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
@@ -46,7 +47,7 @@ def char_features(
     """The character encoder ``kind`` names (None for "none"), if this body allows it."""
     if kind not in allowed:
         choices = " or ".join(repr(k) for k in allowed)
-        raise ValueError(f"unknown character encoder {kind!r}{owner}; choose {choices}")
+        raise ConfigError(f"unknown character encoder {kind!r}{owner}; choose {choices}")
     return None if kind == "none" else build_char_encoder(kind, num_chars, dim, size)
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from tagsure.data.conll import Corpus
 from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowed_transitions
+from tagsure.errors import ConfigError
 from tagsure.heads.crf import CRF
 from tagsure.heads.softmax import Softmax
 from tagsure.models import graph_inputs
@@ -56,7 +57,7 @@ def build_head(kind: str, num_labels: int, constraints: Constraints | None = Non
         return CRF(num_labels, constraints.transitions, constraints.starts, constraints.ends)
     if kind == "softmax":
         return Softmax(num_labels)
-    raise ValueError(f"unknown head {kind!r}; choose 'crf' or 'softmax'")
+    raise ConfigError(f"unknown head {kind!r}; choose 'crf' or 'softmax'")
 
 
 @dataclass

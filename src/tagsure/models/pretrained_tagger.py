@@ -20,6 +20,7 @@ from torch import nn
 from tagsure.config_dict import JsonConfig
 from tagsure.data.subwords import SubwordBatch, SubwordSettings, SubwordVectorizer
 from tagsure.data.vocab import Vocabulary
+from tagsure.errors import ModelFileError
 from tagsure.layers.pretrained import PretrainedTransformer
 from tagsure.models.features import char_features
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
@@ -160,7 +161,7 @@ class PretrainedTagger(TaggerFrame):
         try:
             model.encoder.model.load_state_dict(source.weights, strict=True)
         except RuntimeError as err:
-            raise ValueError(
+            raise ModelFileError(
                 f"{source.directory}: the weights don't fit the transformer its config.json "
                 f"describes: {err}"
             ) from None

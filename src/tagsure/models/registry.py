@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from tagsure.errors import ConfigError
 from tagsure.models.frame import Constraints, Resources, TaggerFrame
 
 DEFAULT_KIND = "bilstm"
@@ -98,7 +99,7 @@ def by_kind(kind: str) -> Architecture:
     try:
         return _registered()[kind]
     except KeyError:
-        raise ValueError(f"unknown architecture {kind!r}; choose one of {kinds()}") from None
+        raise ConfigError(f"unknown architecture {kind!r}; choose one of {kinds()}") from None
 
 
 def by_name(name: str) -> Architecture | None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tagsure.errors import ConfigError, InputError
 from tagsure.layers.attention import TransformerBlocks, sinusoidal_positions
 from tagsure.models.features import WordFeatureConfig, WordFeatureFrame
 from tagsure.models.frame import Inputs
@@ -49,7 +50,7 @@ class TransformerTagger(WordFeatureFrame):
     def build(self, config: TransformerConfig) -> int:
         features = self.build_word_features(config)
         if config.positions not in ("sinusoidal", "learned"):
-            raise ValueError(f"unknown positions {config.positions!r}; 'sinusoidal' or 'learned'")
+            raise ConfigError(f"unknown positions {config.positions!r}; 'sinusoidal' or 'learned'")
         self.positions = (
             nn.Embedding(config.max_positions, config.hidden_size)
             if config.positions == "learned"
@@ -75,7 +76,7 @@ class TransformerTagger(WordFeatureFrame):
     def batch_inputs(self, batch: Any) -> dict[str, torch.Tensor]:
         width = batch.words.shape[1]
         if self.positions is not None and width > self.config.max_positions:
-            raise ValueError(
+            raise InputError(
                 f"a sentence of {width} tokens is longer than this model's learned positions "
                 f"(max_positions={self.config.max_positions}); split it, or train with "
                 "positions = 'sinusoidal'"

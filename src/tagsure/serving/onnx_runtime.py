@@ -22,6 +22,7 @@ import torch
 
 from tagsure.data.batching import bucketed_batches
 from tagsure.data.schemes import TagScheme
+from tagsure.errors import ModelFileError
 from tagsure.heads.viterbi_numpy import viterbi
 from tagsure.layers.char_lm import pooled_by_word
 from tagsure.models import graph_inputs, registry
@@ -42,14 +43,14 @@ class OnnxTagger:
         )
         metadata = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in metadata:
-            raise ValueError(
+            raise ModelFileError(
                 f"{path}: an ONNX model without tagsure metadata; export it with "
                 "`tagsure export --format onnx MODEL OUT.onnx`"
             )
         document = json.loads(metadata[METADATA_KEY])
         architecture = registry.by_name(str(document["architecture"]))
         if architecture is None:
-            raise ValueError(
+            raise ModelFileError(
                 f"{path}: unknown architecture {document['architecture']!r}; upgrade tagsure"
             )
         config = architecture.config_from_dict(document["model_config"])

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tagsure.errors import TagsureError
+from tagsure.errors import ModelFileError
 from tagsure.storage.atomic import atomic_path
 
 __all__ = [
@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
-
-
-class ModelFileError(TagsureError, ValueError):
-    """A file that is not a readable tagsure file; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)

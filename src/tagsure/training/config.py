@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tagsure.errors import ConfigError
 from tagsure.models import registry
 
 
@@ -73,7 +74,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.loss_average not in ("sentence", "token"):
-            raise ValueError(
+            raise ConfigError(
                 f"[training] loss_average must be 'sentence' or 'token', not {self.loss_average!r}"
             )
 
@@ -89,7 +90,7 @@ class TrainConfig:
         known = registry.by_kind(self.architecture).settings()
         unknown = sorted(set(self.model) - {"architecture", *known})
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown [model] settings {unknown} for architecture "
                 f"{self.architecture!r}; known: {known}"
             )
@@ -103,7 +104,7 @@ class TrainConfig:
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise ConfigError(f"{path}: {err}") from None
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -111,7 +112,7 @@ class TrainConfig:
         sections = {"data": DataConfig, "training": OptimConfig}
         unknown = sorted(set(raw) - {*sections, "model"})
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: unknown sections {unknown}; use [data], [model], [training]"
             )
         built: dict[str, Any] = {"model": dict(raw.get("model", {}))}
@@ -120,7 +121,7 @@ class TrainConfig:
             known = {f.name for f in fields(kind)}
             bad = sorted(set(values) - known)
             if bad:
-                raise ValueError(
+                raise ConfigError(
                     f"{source}: unknown [{name}] settings {bad}; known: {sorted(known)}"
                 )
             built[name] = kind(**values)

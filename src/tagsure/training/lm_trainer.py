@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from tagsure.data.conll import load_corpus
+from tagsure.errors import InputError
 from tagsure.layers.char_lm import CharLanguageModel, CharLMConfig, build_dictionary
 from tagsure.storage.lm_file import save_lm
 from tagsure.training.config import LMTrainConfig
@@ -42,12 +43,12 @@ def read_training_text(config: LMTrainConfig) -> str:
         except UnicodeDecodeError as err:
             data = Path(path).read_bytes()
             line = data[: err.start].count(b"\n") + 1
-            raise ValueError(f"{path}:{line}: not UTF-8 text ({err.reason})") from None
+            raise InputError(f"{path}:{line}: not UTF-8 text ({err.reason})") from None
     for path in config.conll:
         corpus = load_corpus(path)
         parts.append("\n".join(" ".join(s.tokens) for s in corpus.sentences) + "\n")
     if not parts:
-        raise ValueError("no training text: pass --text and/or --conll files")
+        raise InputError("no training text: pass --text and/or --conll files")
     return "\n".join(parts)
 
 
@@ -212,7 +213,7 @@ def _streams(ids: np.ndarray, count: int) -> torch.Tensor:
     """``ids`` cut into ``count`` contiguous streams of equal length: (count, len // count)."""
     width = len(ids) // count
     if width < 2:
-        raise ValueError(
+        raise InputError(
             f"{len(ids)} characters are too few for {count} streams; give more text "
             "or a smaller batch size"
         )

@@ -15,6 +15,7 @@ from torch import nn
 
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
 from tagsure.data.schemes import TagScheme, split_tag
+from tagsure.errors import ConfigError
 from tagsure.layers.words import read_word_vectors
 from tagsure.models import registry
 from tagsure.models.bilstm_crf import CHAR_LM_FILES
@@ -25,7 +26,7 @@ from tagsure.training.config import TrainConfig
 def read_corpora(config: TrainConfig) -> tuple[Corpus, Corpus | None]:
     d = config.data
     if not d.train:
-        raise ValueError("no training file: set [data] train or pass --train")
+        raise ConfigError("no training file: set [data] train or pass --train")
     fmt = ColumnFormat(d.token_column, d.tag_column, d.separator, d.token_prefix)
     return load_corpus(d.train, fmt), (load_corpus(d.dev, fmt) if d.dev else None)
 
@@ -101,4 +102,4 @@ def build_optimizer(
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose 'adamw' or 'sgd'")
+    raise ConfigError(f"unknown optimizer {name!r}; choose 'adamw' or 'sgd'")

@@ -1,0 +1,79 @@
+"""Every limit of the HTTP server, in one dataclass: what `tagsure serve` flags set.
+
+The batching defaults were chosen by measurement (benchmarks/serve.py, docs/benchmarks.md): on
+2 CPU cores a BiLSTM-CRF batch of ~2,000 tokens takes tens of milliseconds, long enough that
+waiting a few more milliseconds for company costs little, and short enough that a request
+behind it doesn't wait long. The other limits bound what one client can ask of the server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tagsure.errors import ConfigError
+
+
+@dataclass
+class ServeSettings:
+    model: Path
+    host: str = "127.0.0.1"  # loopback: nothing outside this machine reaches the server
+    port: int = 8080
+    workers: int = 1  # processes, each with its own model and batcher
+    threads: int = 0  # torch / ONNX Runtime threads per worker; 0: cores // workers
+    max_batch_tokens: int = 2048  # tokens the model worker puts in one batch
+    max_wait_ms: float = 5.0  # how long a batch waits for more requests once one is there
+    max_queue: int = 256  # requests waiting for the model; more are refused with 429
+    timeout: float = 30.0  # seconds from arrival to answer; later answers are 504
+    payload_limit: int = 2 * 1024 * 1024  # bytes of request body; more is 413
+    max_client_batch: int = 256  # inputs in one request; more is 413
+    api_key: str | None = None  # when set, /predict, /info and /metrics need the bearer key
+    cors_origins: list[str] = field(default_factory=list)  # empty: no CORS headers at all
+    grace: float = 30.0  # seconds SIGTERM waits for accepted requests to finish
+
+    def torch_threads(self) -> int:
+        """Threads per worker, so that workers × threads never exceeds the cores we may use."""
+        if self.threads > 0:
+            return self.threads
+        return max(1, available_cores() // max(1, self.workers))
+
+    def public(self) -> dict[str, Any]:
+        """The settings as /info shows them: everything but the API key."""
+        values = asdict(self)
+        values["model"] = str(self.model)
+        values["api_key"] = self.api_key is not None
+        values["threads"] = self.torch_threads()
+        return values
+
+    def to_env(self) -> dict[str, Any]:
+        """JSON-ready values, to hand the settings to `--workers` processes."""
+        values = asdict(self)
+        values["model"] = str(self.model)
+        return values
+
+    @classmethod
+    def from_env(cls, values: dict[str, Any]) -> ServeSettings:
+        return cls(**{**values, "model": Path(values["model"])})
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``2MB``, ``512kB``, ``1048576`` (binary units: 1 MB = 1,048,576 bytes)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ConfigError(f"not a size: {text!r}; write e.g. 2MB, 512kB or 1048576")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(float(match.group(1)) * _UNITS[unit])
