@@ -59,3 +59,22 @@ def test_no_import_cycle_between_packages() -> None:
                 edges.setdefault(a, set()).add(b)
     assert {"tagsure.storage", "tagsure.models", "tagsure.tagger"} <= set(edges)
     assert not _cycles(edges), "packages that import each other, directly or through others"
+
+
+def test_public_api_exports_what_the_docs_use() -> None:
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    import tagsure
+
+    docs = Path(__file__).resolve().parents[1]
+    text = "\n".join(p.read_text() for p in [docs / "README.md", *docs.glob("docs/*.md")])
+    used = set(re.findall(r"\btagsure\.([A-Za-z_]\w*)\b(?!\.)", text))
+    for names in re.findall(r"from tagsure import ([\w, ]+)", text):
+        used |= {n.strip() for n in names.split(",") if n.strip()}
+    names = {n for n in used if importlib.util.find_spec(f"tagsure.{n}") is None}
+    assert {"load_corpus", "train"} <= names  # the docs were read
+    assert not sorted(n for n in names if not hasattr(tagsure, n))
+    for name in ("OnnxTagger", "TagsureError", "ModelFileError", "train_lm", "LMTrainConfig"):
+        assert name in tagsure.__all__

@@ -12,26 +12,44 @@ Example:
 
 from tagsure.data.conll import ColumnFormat, Corpus, CorpusError, load_corpus, read_conll
 from tagsure.data.schemes import TagScheme
+from tagsure.errors import ConfigError, InputError, ModelFileError, TagError, TagsureError
 from tagsure.evaluation.metrics import Metrics
+from tagsure.serving.onnx_runtime import OnnxTagger
+from tagsure.storage.foreign import CheckpointError, CheckpointMismatchError, load_into
+from tagsure.storage.onnx_export import export_onnx
 from tagsure.tagger import Entity, Prediction, Tagger
-from tagsure.training.config import TrainConfig
+from tagsure.training.config import LMTrainConfig, TrainConfig
+from tagsure.training.lm_trainer import resume_lm, train_lm
 from tagsure.training.trainer import TrainResult, resume, train
 from tagsure.version import __version__
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
     "ColumnFormat",
+    "ConfigError",
     "Corpus",
     "CorpusError",
     "Entity",
+    "InputError",
+    "LMTrainConfig",
     "Metrics",
+    "ModelFileError",
+    "OnnxTagger",
     "Prediction",
+    "TagError",
     "TagScheme",
     "Tagger",
+    "TagsureError",
     "TrainConfig",
     "TrainResult",
     "__version__",
+    "export_onnx",
     "load_corpus",
+    "load_into",
     "read_conll",
     "resume",
+    "resume_lm",
     "train",
+    "train_lm",
 ]
