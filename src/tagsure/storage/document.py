@@ -127,15 +127,7 @@ def write_document(
     document: Mapping[str, Any],
     tensors: Mapping[str, torch.Tensor],
 ) -> None:
-    """Write ``document`` and ``tensors`` to ``path`` atomically (the old file or the new one).
-
-    >>> import tempfile
-    >>> kind = DocumentKind("example", "example", "not an example")
-    >>> path = Path(tempfile.mkdtemp()) / "doc.safetensors"
-    >>> write_document(path, kind, {"labels": ["O"]}, {"w": torch.ones(2)})
-    >>> read_document(path, kind).document
-    {'labels': ['O']}
-    """
+    """Write ``document`` and ``tensors`` to ``path`` atomically (the old file or the new one)."""
     with atomic_path(path) as tmp:
         save_file(dict(tensors), str(tmp), metadata=kind.metadata(document))
 

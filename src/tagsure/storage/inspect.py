@@ -23,25 +23,18 @@ from tagsure.storage.foreign.containers import (
 from tagsure.storage.foreign.errors import CheckpointError
 from tagsure.storage.foreign.heads import HeadInfo, TensorInfo, find_heads, head_warnings
 from tagsure.storage.foreign.keys import (
-    WRAPPER_PREFIXES,
     common_wrapper_prefixes,
     dtype_name,
     format_shape,
+    wrapper_names,
 )
 from tagsure.storage.foreign.report import fields_dict, jsonable
 
 logger = logging.getLogger(__name__)
 
 _TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
+    *("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"),
+    *("vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model"),
     "tokenizer.model",
 )
 
@@ -134,12 +127,8 @@ class Inspection:
                 out.append(f"    {key} = {_one_line(value)}")
         for key, value in self.extras.items():
             row(f"entry {key!r}", value)
-        row(
-            "wrapper prefix",
-            " + ".join(f"{p} ({WRAPPER_PREFIXES[p].split(' (')[0]})" for p in self.prefixes)
-            if self.prefixes
-            else "none",
-        )
+        prefixes = " + ".join(f"{p} ({wrapper_names(p)})" for p in self.prefixes)
+        row("wrapper prefix", prefixes or "none")
         if self.head:
             verdict = ""
             if self.head_matches_labels:

@@ -16,12 +16,8 @@ from tagsure.storage.foreign.report import fields_dict
 
 # Heads that predict the vocabulary (masked / causal LM), matched on unwrapped names.
 _LM_HEAD_PATTERNS = (
-    "lm_head.weight",
-    "*.lm_head.weight",
-    "lm_head.decoder.weight",
-    "*predictions.decoder.weight",
-    "generator_lm_head.weight",
-    "embed_out.weight",
+    *("lm_head.weight", "*.lm_head.weight", "lm_head.decoder.weight"),
+    *("*predictions.decoder.weight", "generator_lm_head.weight", "embed_out.weight"),
 )
 # Module names that mark a final classification layer (HF `classifier`, tagsure `head`,
 # CRF taggers' `emission(s)`, classic `hidden2tag`, RoBERTa's `classifier.out_proj`...).
