@@ -25,7 +25,6 @@ from tagsure.storage.foreign.heads import HeadInfo, TensorInfo, find_heads, head
 from tagsure.storage.foreign.keys import (
     common_wrapper_prefixes,
     dtype_name,
-    format_shape,
     wrapper_names,
 )
 from tagsure.storage.foreign.report import fields_dict, jsonable
@@ -160,7 +159,7 @@ def _one_line(value: Any, limit: int = 100) -> str:
 def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
     if not tensors:
         return "  (no tensors)"
-    shapes = [format_shape(t.shape) for t in tensors]
+    shapes = [str(t.shape) for t in tensors]
     wn = max(len("tensor"), *(len(t.name) for t in tensors))
     ws = max(len("shape"), *(len(s) for s in shapes))
     wd = max(len("dtype"), *(len(t.dtype) for t in tensors))

@@ -140,16 +140,6 @@ def matches(key: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
 
 
-def shape_of(t: torch.Tensor) -> tuple[int, ...]:
-    """The shape as a tuple of ints."""
-    return tuple(int(d) for d in t.shape)
-
-
-def format_shape(shape: Sequence[int]) -> str:
-    """Python tuple notation, so a 1-D shape reads ``(5,)`` everywhere in tagsure."""
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def dtype_name(dtype: torch.dtype) -> str:
     """``float32``, not ``torch.float32``."""
     return str(dtype).removeprefix("torch.")

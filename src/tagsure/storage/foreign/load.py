@@ -21,9 +21,7 @@ from tagsure.storage.foreign.keys import (
     best_mapping,
     compile_renames,
     dtype_name,
-    format_shape,
     matches,
-    shape_of,
 )
 from tagsure.storage.foreign.report import KeyProblem, LoadReport
 
@@ -77,22 +75,19 @@ def load_into(
     to_load: dict[str, Tensor] = {}
     problems = report.problems
     for key, tensor in own.items():  # model order, so the table reads like the model
-        expected = shape_of(tensor)
+        expected = tuple(tensor.shape)
         ckpt_key = by_target.get(key)
         if ckpt_key is None:
             if matches(key, allow_missing):
                 report.missing.append(key)
             else:
-                detail = f"the model expects {format_shape(expected)}; not in the checkpoint"
+                detail = f"the model expects {expected}; not in the checkpoint"
                 problems.append(KeyProblem("missing", key, detail, expected_shape=expected))
             continue
         value = raw.tensors[ckpt_key]
-        found = shape_of(value)
+        found = tuple(value.shape)
         if expected != found:
-            detail = (
-                f"checkpoint has shape {format_shape(found)}, the model expects "
-                f"{format_shape(expected)}"
-            )
+            detail = f"checkpoint has shape {found}, the model expects {expected}"
             problems.append(KeyProblem("shape", key, detail, ckpt_key, expected, found))
             continue
         want = tensor.dtype
@@ -113,8 +108,8 @@ def load_into(
         if matches(target, ignore_unexpected) or matches(ckpt_key, ignore_unexpected):
             report.unexpected.append(target)
             continue
-        found = shape_of(raw.tensors[ckpt_key])
-        detail = f"checkpoint has {format_shape(found)}; the model has no such key"
+        found = tuple(raw.tensors[ckpt_key].shape)
+        detail = f"checkpoint has {found}; the model has no such key"
         if ckpt_key != target:
             detail += f" (checkpoint name {ckpt_key})"
         problems.append(KeyProblem("unexpected", target, detail, ckpt_key, found_shape=found))
