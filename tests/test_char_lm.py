@@ -12,6 +12,7 @@ import torch
 
 from tagsure import Tagger, TrainConfig, load_corpus
 from tagsure.data.batching import bucketed_batches
+from tagsure.errors import ModelFileError
 from tagsure.layers.char_lm import (
     CharLanguageModel,
     CharLMConfig,
@@ -22,7 +23,6 @@ from tagsure.layers.char_lm import (
 from tagsure.models.bilstm_crf import BiLSTMConfig, BiLSTMTagger
 from tagsure.storage import fingerprint
 from tagsure.storage.lm_file import load_lm
-from tagsure.storage.model_file import ModelFileError
 from tagsure.training.compiled import compile_tagger
 from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
 from tests.conftest import shared_file

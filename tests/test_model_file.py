@@ -11,8 +11,9 @@ import pytest
 from safetensors.torch import save_file
 
 from tagsure import Tagger, load_corpus
+from tagsure.errors import ModelFileError
 from tagsure.storage import model_file
-from tagsure.storage.model_file import ModelFileError, read_safetensors_header
+from tagsure.storage.document import read_safetensors_header
 from tests.helpers import BUNDLED, ensure_model_can_train_save_and_load, tiny_config, write_conll
 
 

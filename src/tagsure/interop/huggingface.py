@@ -1,16 +1,8 @@
 """Hugging Face model directories in and out of tagsure: reading one, import and export.
 
-:func:`read_pretrained` reads a local model directory (config.json, weights, a fast tokenizer)
-into the :class:`PretrainedSource` a pretrained tagger is prepared from, asking the tokenizer
-itself (``AutoTokenizer``) for its special tokens and length limit. tagsure never downloads.
-
-``import_hf`` reads a local ``*ForTokenClassification`` directory (config with ``id2label``,
-weights, ``tokenizer.json``) into a tagsure tagger that predicts what ``transformers`` predicts
-for the first subword of each word. ``export_hf`` writes a tagger back as a directory that
-``AutoModelForTokenClassification.from_pretrained`` loads with the same labels and logits.
-
-The classifier's size always comes from the label dictionary; a file whose head disagrees with
-its labels is refused rather than resized. Nothing here touches a network.
+The only place that knows HF's directory layout; the tokenizer itself (``AutoTokenizer``) says
+its special tokens and length limit. tagsure never downloads, and a classifier whose size
+disagrees with ``id2label`` is refused, never resized.
 """
 
 from __future__ import annotations
@@ -47,9 +39,6 @@ PROBE = [
     "Peter Blackburn visited the European Commission in Brussels on Thursday .".split(),
     "Nadim Ladki scored twice for Al-Ain against Syria in the Asian Cup .".split(),
 ]
-
-
-# -- reading a model directory ---------------------------------------------------------------
 
 
 def local_model_dir(name: str | os.PathLike[str]) -> Path:
@@ -178,11 +167,8 @@ def tagger_from_hf(directory: str | os.PathLike[str]) -> Tagger:
 def export_hf(tagger: Tagger, directory: str | Path) -> None:
     """Write ``tagger`` as a Hugging Face token-classification directory.
 
-    The directory holds config.json (``id2label`` = the tagger's labels in the scheme it
-    predicts in), model.safetensors, tokenizer.json and tokenizer_config.json. A CRF tagger
-    exports its emission layer as the classifier and the CRF's transitions to
-    ``tagsure_crf.json``; ``transformers`` ignores that file, so there the tags are the
-    per-token arg-max, not the CRF's Viterbi path.
+    A CRF's transitions go to ``tagsure_crf.json``, which ``transformers`` ignores: there the
+    tags are each token's arg-max, not the CRF's Viterbi path.
     """
     from transformers import AutoConfig, AutoModelForTokenClassification
 
@@ -282,6 +268,7 @@ def _write_crf(tagger: Tagger, out: Path) -> None:
 
 
 def _labels(path: Path) -> list[str]:
+    """``id2label`` of config.json, in id order."""
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     id2label = config.get("id2label")
     if not id2label:

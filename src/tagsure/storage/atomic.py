@@ -1,8 +1,6 @@
-"""Atomic file writes: the target is either the old file or the complete new one, never half.
+"""Atomic file writes: a killed process leaves the old file or the complete new one, never half.
 
-Everything tagsure writes (models, resume states, curves, predictions) goes through here: data
-goes to a temporary file in the target's folder, is flushed to disk, and is renamed over the
-target, which POSIX makes atomic.
+Data goes to a temporary file beside the target, is flushed, and is renamed over it (atomic).
 """
 
 from __future__ import annotations
@@ -17,18 +15,7 @@ from typing import IO
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path to write; it replaces ``path`` only if the ``with`` block succeeds.
-
-    For writers that take a file name rather than a handle (``safetensors.torch.save_file``).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
-        >>> with atomic_path(target) as tmp:
-        ...     _ = tmp.write_text("complete")
-        >>> target.read_text()
-        'complete'
-    """
+    """A temporary path to write; it replaces ``path`` only if the ``with`` block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -50,13 +37,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """A file handle whose content replaces ``path`` only if the ``with`` block succeeds.
 
-    Example:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
-        >>> with atomic_writer(target, "w") as handle:
-        ...     _ = handle.write("complete")
-        >>> target.read_text()
-        'complete'
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+    >>> with atomic_writer(target, "w") as handle:
+    ...     _ = handle.write("complete")
+    >>> target.read_text()
+    'complete'
     """
     encoding = None if "b" in mode else "utf-8"
     with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as handle:

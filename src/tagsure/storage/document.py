@@ -1,19 +1,13 @@
 """One safetensors document: a JSON document in the metadata and named tensors beside it.
 
-The model file, the character-LM file and the training resume state are all documents of this
-shape. This module writes them (atomically, straight from the tensors to disk) and reads them
-back: the header is checked for truncation first, then the kind and format version, then the
-JSON. Tensors are then either memory-mapped (:func:`read_document`, through
-``safetensors.torch.load_file``: nothing is read until it is used) or read straight into the
-tensors of a network that is already built (:meth:`OpenDocument.read_into`); neither reads the
-whole file into memory and copies it again. Each file kind only declares a
-:class:`DocumentKind` and says what its document holds.
-
-Every failure is a :class:`ModelFileError` whose message names the file, the problem and the fix.
+The model file, the LM file and the resume state share this reader and writer, so every kind
+gets the same atomic writes, truncation, kind and version checks, and memory-light loading.
+Every failure is a :class:`ModelFileError` naming the file, the problem and the fix.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -29,37 +23,36 @@ from safetensors.torch import load_file, save_file
 from tagsure.errors import ModelFileError
 from tagsure.storage.atomic import atomic_path
 
-__all__ = [
-    "Document",
-    "DocumentKind",
-    "ModelFileError",
-    "OpenDocument",
-    "check_version",
-    "load_tensors",
-    "open_document",
-    "parse_metadata",
-    "read_document",
-    "read_header",
-    "read_safetensors_header",
-    "write_document",
-]
-
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+# safetensors dtype codes -> torch dtypes, for reading tensors without the safetensors parser.
+DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 @dataclass(frozen=True)
 class DocumentKind:
-    """How one kind of tagsure document is marked in the safetensors metadata.
-
-    ``key`` names the metadata entry that holds the JSON document. A versioned kind also writes
-    ``format = key`` and ``format_version``, and refuses files newer than ``version``; an
-    unversioned kind (``version=None``) is recognised by ``key`` alone. ``not_ours`` is what to
-    say about a safetensors file of another kind.
-    """
+    """How one kind of document is marked: ``key`` holds the JSON; a versioned kind also
+    writes ``format`` and ``format_version`` and refuses files newer than ``version``."""
 
     key: str
     title: str
-    not_ours: str
+    not_ours: str  # what to say about a safetensors file of another kind
     version: int | None = 1
     sort_keys: bool = True
 
@@ -72,37 +65,11 @@ class DocumentKind:
 
 
 @dataclass
-class Document:
-    """A document read back: its JSON, its (memory-mapped) tensors and its format version."""
-
-    document: dict[str, Any]
-    tensors: dict[str, torch.Tensor]
-    version: int | None
-
-
-# safetensors dtype codes -> torch dtypes, for reading tensors without the safetensors parser.
-_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-
-
-@dataclass
 class OpenDocument:
-    """A checked header and JSON document whose tensors have not been read yet.
+    """A checked header and JSON document; tensors are read on demand.
 
-    :meth:`read_into` copies tensors from the file straight into existing tensors (a network's
-    own parameters): one copy, into memory torch allocated and aligned, and no file pages kept
-    mapped, so loading a model costs one file's worth of memory and computes exactly as the
-    network that was saved (a mapped tensor sits at whatever offset the file gives it).
+    :meth:`read_into` copies straight into a built network's own tensors (one copy, aligned
+    memory, no pages kept mapped); :attr:`tensors` memory-maps them all instead.
     """
 
     path: Path
@@ -110,14 +77,18 @@ class OpenDocument:
     version: int | None
     header: dict[str, Any]
 
+    @functools.cached_property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor, memory-mapped (copy-on-write views of the file)."""
+        return load_tensors(self.path)
+
     def names(self) -> set[str]:
         """The names of the tensors in the file."""
         return {name for name in self.header if name != "__metadata__"}
 
     def read(self, name: str) -> torch.Tensor:
         """One tensor, read into new memory."""
-        entry = self.header[name]
-        tensor = torch.empty(entry["shape"], dtype=self._dtype(name))
+        tensor = torch.empty(self.header[name]["shape"], dtype=self._dtype(name))
         self.read_into({name: tensor})
         return tensor
 
@@ -145,9 +116,9 @@ class OpenDocument:
 
     def _dtype(self, name: str) -> torch.dtype:
         code = self.header[name]["dtype"]
-        if code not in _DTYPES:
+        if code not in DTYPES:
             raise ModelFileError(f"{self.path}: tensor {name!r} has unsupported dtype {code}")
-        return _DTYPES[code]
+        return DTYPES[code]
 
 
 def write_document(
@@ -156,77 +127,50 @@ def write_document(
     document: Mapping[str, Any],
     tensors: Mapping[str, torch.Tensor],
 ) -> None:
-    """Write ``document`` and ``tensors`` to ``path`` atomically (the old file or the new one).
-
-    >>> import tempfile
-    >>> kind = DocumentKind("example", "example", "not an example")
-    >>> path = Path(tempfile.mkdtemp()) / "doc.safetensors"
-    >>> write_document(path, kind, {"labels": ["O"]}, {"w": torch.ones(2)})
-    >>> read_document(path, kind).document
-    {'labels': ['O']}
-    """
+    """Write ``document`` and ``tensors`` to ``path`` atomically (the old file or the new one)."""
     with atomic_path(path) as tmp:
         save_file(dict(tensors), str(tmp), metadata=kind.metadata(document))
 
 
-def read_document(path: str | os.PathLike[str], kind: DocumentKind) -> Document:
-    """The JSON document and memory-mapped tensors of a ``kind`` file, checked as they load."""
+def read_document(path: str | os.PathLike[str], kind: DocumentKind) -> OpenDocument:
+    """A checked ``kind`` file with all its tensors memory-mapped."""
     opened = open_document(path, kind)
-    return Document(opened.document, load_tensors(path), opened.version)
+    opened.tensors  # noqa: B018 -- map them now, so a damaged file fails here
+    return opened
 
 
 def open_document(path: str | os.PathLike[str], kind: DocumentKind) -> OpenDocument:
     """Check a ``kind`` file's header, kind and version and parse its JSON; no tensor is read."""
     header = read_header(path)
-    document, version = parse_metadata(header.get("__metadata__") or {}, kind, str(path))
-    return OpenDocument(Path(path), document, version, header)
-
-
-def parse_metadata(
-    metadata: Mapping[str, str], kind: DocumentKind, source: str
-) -> tuple[dict[str, Any], int | None]:
-    """Check the kind and version of a metadata mapping and parse its JSON document.
-
-    Any store of string metadata works (safetensors ``__metadata__``, ONNX ``metadata_props``).
-    """
+    metadata = header.get("__metadata__") or {}
     marked = kind.key in metadata if kind.version is None else metadata.get("format") == kind.key
     if not marked:
-        raise ModelFileError(f"{source}: {kind.not_ours}")
-    version = (
-        None
-        if kind.version is None
-        else check_version(metadata.get("format_version"), kind, source)
-    )
+        raise ModelFileError(f"{path}: {kind.not_ours}")
+    version = None
+    if kind.version is not None:
+        found = metadata.get("format_version")
+        try:
+            version = int(str(found))
+        except ValueError:
+            raise ModelFileError(f"{path}: unreadable format version {found!r}") from None
+        if version > kind.version:
+            raise ModelFileError(
+                f"{path}: written in {kind.title} format {version}, newer than the "
+                f"{kind.version} this tagsure reads; upgrade tagsure"
+            )
     try:
         document = json.loads(metadata[kind.key])
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
     except (KeyError, ValueError) as err:
         raise ModelFileError(
-            f"{source}: the {kind.key} metadata is missing or not JSON ({err})"
+            f"{path}: the {kind.key} metadata is missing or not JSON ({err})"
         ) from None
-    return document, version
-
-
-def check_version(found: object, kind: DocumentKind, source: str) -> int:
-    """``found`` as a format version this tagsure reads, or a :class:`ModelFileError`."""
-    try:
-        version = int(str(found))
-    except ValueError:
-        raise ModelFileError(f"{source}: unreadable format version {found!r}") from None
-    if kind.version is not None and version > kind.version:
-        raise ModelFileError(
-            f"{source}: written in {kind.title} format {version}, newer than the "
-            f"{kind.version} this tagsure reads; upgrade tagsure"
-        )
-    return version
+    return OpenDocument(Path(path), document, version, header)
 
 
 def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, memory-mapped (pages are read when first touched).
-
-    The tensors are copy-on-write views of the file: writing to one never changes the file.
-    """
+    """Every tensor of a safetensors file, memory-mapped (copy-on-write views of the file)."""
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -250,17 +194,7 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate any safetensors header without loading a tensor.
-
-    Checks the byte counts the header promises against the file size, so a truncated file
-    (an interrupted copy or save) gets a message saying so instead of a deep parser error.
-
-    >>> import tempfile, safetensors.torch
-    >>> p = Path(tempfile.mkdtemp()) / "w.safetensors"
-    >>> safetensors.torch.save_file({"w": torch.zeros(2, 3)}, str(p))
-    >>> read_safetensors_header(p)["w"]["shape"]
-    [2, 3]
-    """
+    """Any safetensors header, checked against the file size so truncation says so."""
     path = Path(path)
     try:
         size = path.stat().st_size

@@ -1,16 +1,8 @@
-"""A model's fingerprint: what it predicted on a fixed probe when it was saved.
+"""A model's fingerprint: its tags and emission scores on a fixed probe when it was saved.
 
-The file stores a probe (a few hundred tokens drawn from the dev data), the tags the model gave
-it, the emission scores and their SHA-256. Loading re-runs the probe and compares: a model
-whose state was not fully saved, or was rebuilt differently (a vocabulary re-sorted, a
-constraint mask recomputed, a weight edited), gives other scores and is refused. The probe
-takes a few milliseconds for the BiLSTM tagger.
-
-Floating-point kernels differ between CPUs (AVX2 or AVX-512, another torch build), so a file is
-checked bit for bit only where it was saved: the fingerprint records the platform (torch
-version, device, CPU kernel set), and elsewhere the tags must still be identical and the
-emissions within :data:`CROSS_PLATFORM_TOLERANCE`, and the result says so. A file without a
-platform record (written before it existed) counts as from another platform.
+Loading re-runs the probe, so a model not fully saved or rebuilt differently is refused. CPU
+kernels round differently, so emissions are compared bit for bit only on the platform that
+saved the file, and within :data:`CROSS_PLATFORM_TOLERANCE` elsewhere (tags always exactly).
 """
 
 from __future__ import annotations
@@ -71,13 +63,8 @@ class Fingerprint:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], emissions: torch.Tensor) -> Fingerprint:
-        return cls(
-            data["sentences"],
-            data["tags"],
-            data["emissions_sha256"],
-            emissions,
-            data.get("platform"),
-        )
+        sentences, tags, sha = data["sentences"], data["tags"], data["emissions_sha256"]
+        return cls(sentences, tags, sha, emissions, data.get("platform"))
 
 
 @dataclass
@@ -112,6 +99,7 @@ def choose_probe(sentences: Sequence[Sequence[str]], tokens: int = PROBE_TOKENS)
 
 
 def take(tagger: Probed, sentences: list[list[str]]) -> Fingerprint:
+    """The fingerprint of ``tagger`` on ``sentences``, now."""
     emissions = probe_emissions(tagger, sentences)
     tags, _ = tagger.tag(sentences)
     return Fingerprint(sentences, tags, digest(emissions), emissions, current_platform())
@@ -120,9 +108,8 @@ def take(tagger: Probed, sentences: list[list[str]]) -> Fingerprint:
 def verify(
     tagger: Probed, fingerprint: Fingerprint, tolerance: float | None = None
 ) -> Verification:
-    """Re-run the probe. Tags must be identical; emissions within ``tolerance`` (max absolute
-    difference). By default that is 0 (bit-identical) on the platform the file was saved on
-    and :data:`CROSS_PLATFORM_TOLERANCE` elsewhere; ``result.same_platform`` says which."""
+    """Re-run the probe: identical tags, emissions within ``tolerance`` (by default 0 on the
+    saving platform, :data:`CROSS_PLATFORM_TOLERANCE` elsewhere)."""
     same_platform = fingerprint.platform == current_platform()
     if tolerance is None:
         tolerance = 0.0 if same_platform else CROSS_PLATFORM_TOLERANCE

@@ -1,13 +1,7 @@
 """Look inside a model or checkpoint before trusting it: ``inspect_path(path)``.
 
-Reads tagsure model files, ``.safetensors``, PyTorch ``.pt/.pth/.bin/.ckpt`` (weights only;
-code pickles are refused, never run) and Hugging Face model directories, and reports the
-config, the labels, every tensor, the wrapper prefixes a training setup left on the keys,
-and the classification head with its output size. The head check exists because the most
-damaging silent failure of a tagger is a head of the wrong size: a 3-label token head
-replaced by a 30,522-way vocabulary head still "loads" in many toolkits.
-
-Safetensors files are inspected from their header alone, so no tensor data is read.
+Reports the config, labels, tensors, wrapper prefixes and, above all, whether the head fits
+the labels, for tagsure files, safetensors, PyTorch files (weights only) and HF directories.
 """
 
 from __future__ import annotations
@@ -19,50 +13,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagsure.storage.document import DTYPES, read_safetensors_header
 from tagsure.storage.foreign.containers import (
-    jsonable,
-    read_safetensors_header,
+    checkpoint_errors,
     read_torch_file,
     resolve_weights_files,
     sniff,
 )
 from tagsure.storage.foreign.errors import CheckpointError
 from tagsure.storage.foreign.heads import HeadInfo, TensorInfo, find_heads, head_warnings
-from tagsure.storage.foreign.keys import WRAPPER_PREFIXES, common_wrapper_prefixes, format_shape
-
-__all__ = ["HeadInfo", "Inspection", "TensorInfo", "inspect_path"]
+from tagsure.storage.foreign.keys import (
+    common_wrapper_prefixes,
+    dtype_name,
+    wrapper_names,
+)
+from tagsure.storage.foreign.report import fields_dict, jsonable
 
 logger = logging.getLogger(__name__)
 
-# safetensors header dtype codes -> torch dtype names, so every kind reports alike.
-_SAFETENSORS_DTYPES = {
-    "F64": "float64",
-    "F32": "float32",
-    "F16": "float16",
-    "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2",
-    "I64": "int64",
-    "I32": "int32",
-    "I16": "int16",
-    "I8": "int8",
-    "U64": "uint64",
-    "U32": "uint32",
-    "U16": "uint16",
-    "U8": "uint8",
-    "BOOL": "bool",
-}
-
 _TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
+    *("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"),
+    *("vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model"),
     "tokenizer.model",
 )
 
@@ -109,31 +80,12 @@ class Inspection:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``json.dumps(inspection.to_dict())`` works)."""
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "files": list(self.files),
-            "container_key": self.container_key,
-            "architecture": self.architecture,
-            "config": self.config,
-            "labels": self.labels,
-            "num_labels": self.num_labels,
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "tag_scheme": self.tag_scheme,
-            "tagsure": self.tagsure,
-            "metadata": dict(self.metadata),
-            "tokenizer_files": self.tokenizer_files,
-            "extras": dict(self.extras),
-            "prefixes": list(self.prefixes),
-            "head": self.head.to_dict() if self.head else None,
-            "other_heads": [h.to_dict() for h in self.other_heads],
-            "head_matches_labels": self.head_matches_labels,
-            "total_parameters": self.total_parameters,
-            "tensor_count": len(self.tensors),
-            "tensors": [t.to_dict() for t in self.tensors],
-            "warnings": list(self.warnings),
-        }
+        return fields_dict(
+            self,
+            head_matches_labels=self.head_matches_labels,
+            total_parameters=self.total_parameters,
+            tensor_count=len(self.tensors),
+        )
 
     def format_text(self) -> str:
         """Readable report: summary lines, the tensor table, then warnings."""
@@ -174,12 +126,8 @@ class Inspection:
                 out.append(f"    {key} = {_one_line(value)}")
         for key, value in self.extras.items():
             row(f"entry {key!r}", value)
-        row(
-            "wrapper prefix",
-            " + ".join(f"{p} ({WRAPPER_PREFIXES[p].split(' (')[0]})" for p in self.prefixes)
-            if self.prefixes
-            else "none",
-        )
+        prefixes = " + ".join(f"{p} ({wrapper_names(p)})" for p in self.prefixes)
+        row("wrapper prefix", prefixes or "none")
         if self.head:
             verdict = ""
             if self.head_matches_labels:
@@ -211,7 +159,7 @@ def _one_line(value: Any, limit: int = 100) -> str:
 def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
     if not tensors:
         return "  (no tensors)"
-    shapes = [format_shape(t.shape) for t in tensors]
+    shapes = [str(t.shape) for t in tensors]
     wn = max(len("tensor"), *(len(t.name) for t in tensors))
     ws = max(len("shape"), *(len(s) for s in shapes))
     wd = max(len("dtype"), *(len(t.dtype) for t in tensors))
@@ -225,22 +173,15 @@ def _tensor_table(tensors: Sequence[TensorInfo]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------
-# Reading each kind
-# --------------------------------------------------------------------------------------
-
-
 def _weights_infos(path: Path, result: Inspection) -> tuple[list[TensorInfo], str]:
-    """Tensor infos of one weights file and its format ("safetensors" or "pytorch").
-
-    A safetensors file is read from its header alone; a PyTorch file with weights only.
-    """
+    """Tensor infos of one weights file (a safetensors header alone) and its format."""
     try:
         fmt = sniff(path)
     except CheckpointError:
         fmt = "pytorch"  # let torch say what is wrong with it
     if fmt == "safetensors":
-        header = read_safetensors_header(path)  # raises a clear CheckpointError when truncated
+        with checkpoint_errors():  # a clear message when truncated
+            header = read_safetensors_header(path)
         result.metadata.update(header.get("__metadata__") or {})
         return [
             TensorInfo(name, tuple(int(d) for d in entry["shape"]), _dtype(entry["dtype"]))
@@ -257,14 +198,14 @@ def _weights_infos(path: Path, result: Inspection) -> tuple[list[TensorInfo], st
             raw.skipped_non_tensors[:10]
         )
     infos = [
-        TensorInfo(k, tuple(int(d) for d in v.shape), str(v.dtype).removeprefix("torch."))
+        TensorInfo(k, tuple(int(d) for d in v.shape), dtype_name(v.dtype))
         for k, v in raw.tensors.items()
     ]
     return infos, fmt
 
 
 def _dtype(code: str) -> str:
-    return _SAFETENSORS_DTYPES.get(code, code.lower())
+    return dtype_name(DTYPES[code]) if code in DTYPES else code.lower()
 
 
 def _apply_tagsure_document(result: Inspection) -> None:
@@ -368,16 +309,8 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-# --------------------------------------------------------------------------------------
-# Entry point
-# --------------------------------------------------------------------------------------
-
-
 def inspect_path(path: str | Path) -> Inspection:
-    """Inspect a tagsure model file, safetensors / PyTorch checkpoint or HF model directory.
-
-    Never runs code from the file: safetensors are read from their header, PyTorch files
-    with ``weights_only=True`` (code pickles raise :class:`CheckpointError`).
+    """Inspect a model file, checkpoint or HF directory; never runs code from the file.
 
     >>> import tempfile, torch, safetensors.torch
     >>> p = Path(tempfile.mkdtemp()) / "w.safetensors"
@@ -388,22 +321,21 @@ def inspect_path(path: str | Path) -> Inspection:
     path = Path(path)
     if path.is_dir():
         result = Inspection(str(path), "huggingface model directory")
-        if not (path / "config.json").is_file():
-            try:
-                files = resolve_weights_files(path)
-            except CheckpointError as exc:
+        has_config = (path / "config.json").is_file()
+        if has_config:
+            _apply_hf_config(path, result)
+        try:
+            files = resolve_weights_files(path)
+        except CheckpointError as exc:
+            if not has_config:
                 raise CheckpointError(
                     f"{path}: not a model directory (no config.json, no weights): {exc}"
                 ) from None
+            files = []
+            result.warnings.append(f"no weights: {exc}")
+        if not has_config:
             result.kind = "model directory (no config.json)"
             result.warnings.append("no config.json: labels and sizes are unknown.")
-        else:
-            _apply_hf_config(path, result)
-            try:
-                files = resolve_weights_files(path)
-            except CheckpointError as exc:
-                files = []
-                result.warnings.append(f"no weights: {exc}")
         result.tokenizer_files = [f for f in _TOKENIZER_FILES if (path / f).is_file()]
         result.files = [str(f) for f in files]
         for file in files:

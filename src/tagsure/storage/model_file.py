@@ -1,11 +1,6 @@
-"""The tagsure model file: one safetensors file whose metadata holds everything but the weights.
+"""The tagsure model file: safetensors weights plus one JSON document with everything else.
 
-Layout (see docs/model-format.md): a standard safetensors file. Its ``__metadata__`` has
-``format = "tagsure"``, ``format_version`` and ``tagsure``, a JSON document with the
-architecture, its config, vocabularies, labels, tag schemes, training settings, metrics,
-versions and a SHA-256 digest of the weights. No pickle anywhere: loading a file from a
-stranger can't run code. Writes go to a temporary file in the same folder that is renamed over
-the target only when complete, so a killed process never leaves half a model under the name.
+No pickle, so loading a stranger's file runs no code; see docs/model-format.md for the layout.
 """
 
 from __future__ import annotations
@@ -21,65 +16,33 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from tagsure.data.schemes import TagScheme
+from tagsure.errors import ModelFileError
 from tagsure.models import registry
 from tagsure.models.frame import TaggerFrame
 from tagsure.storage import fingerprint
-from tagsure.storage.document import (
-    DocumentKind,
-    ModelFileError,
-    open_document,
-    read_document,
-    write_document,
-)
-from tagsure.storage.document import read_header as read_safetensors_header
+from tagsure.storage.document import DocumentKind, open_document, read_document, write_document
 from tagsure.version import __version__
-
-__all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "MODEL_FILE",
-    "ModelFileError",
-    "describe",
-    "TaggerLike",
-    "load_tagger",
-    "read_model_file",
-    "read_safetensors_header",
-    "save_tagger",
-    "tagger_from_document",
-    "weights_digest",
-]
 
 logger = logging.getLogger(__name__)
 
+FORMAT_VERSION = 1  # bump it, with a loader for the old version, when the layout changes
 MODEL_FILE = DocumentKind(
     key="tagsure",
     title="tagsure model",
     not_ours="a safetensors file, but not a tagsure model (no 'format: tagsure' in its "
     "metadata); use `tagsure inspect` on it",
-    version=1,
+    version=FORMAT_VERSION,
 )
-FORMAT_NAME = MODEL_FILE.key
-FORMAT_VERSION = 1
 
 
 class TaggerLike(fingerprint.Probed, Protocol):
-    """What storage reads and writes of a tagger: its parts. Storage sits below the
-    :class:`~tagsure.tagger.Tagger`, which passes itself (or its class, to build one) in."""
+    """The parts of a tagger storage reads and writes (storage sits below the Tagger)."""
 
-    @property
-    def model(self) -> TaggerFrame: ...
-
-    @property
-    def vectorizer(self) -> Any: ...
-
-    @property
-    def model_scheme(self) -> TagScheme: ...
-
-    @property
-    def output_scheme(self) -> TagScheme: ...
-
-    @property
-    def metadata(self) -> dict[str, Any]: ...
+    model: TaggerFrame
+    vectorizer: Any
+    model_scheme: TagScheme
+    output_scheme: TagScheme
+    metadata: dict[str, Any]
 
     @property
     def labels(self) -> list[str]: ...
@@ -91,6 +54,7 @@ MakeTagger = Callable[[TaggerFrame, Any, TagScheme, TagScheme, dict[str, Any]], 
 
 
 def save_tagger(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
+    """Write ``tagger`` to ``path`` atomically, with its weights digest and fingerprint."""
     document = describe(tagger)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tagger.model.state_dict().items()}
     document["weights_sha256"] = weights_digest(tensors)
@@ -130,11 +94,8 @@ def load_tagger(
     verify: bool = True,
     tolerance: float | None = None,
 ) -> T:
-    """Rebuild the tagger; with ``verify``, re-run the stored probe and refuse on a mismatch.
-
-    The weights are read from the file straight into the network's own parameters, one tensor
-    at a time: loading needs about one file's worth of memory, not two.
-    """
+    """Rebuild the tagger, reading weights straight into its parameters (one file's worth of
+    memory); with ``verify``, re-run the stored probe and refuse on a mismatch."""
     opened = open_document(path, MODEL_FILE)
     document = opened.document
     tagger = _build(document, str(path), make)

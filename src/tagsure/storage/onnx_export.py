@@ -1,18 +1,9 @@
 """Export a tagger's emission network to one self-contained ONNX file, for every architecture.
 
-The graph takes the named tensors of a batch that :mod:`tagsure.models.graph_inputs` defines for
-the network (word and character ids; character-LM inputs, the LMs running in the graph; or the
-subword windows of a pretrained encoder), every size dynamic (batch, sentence length, unique
-tokens, word length, windows, subwords, LM characters), and returns the emission scores
-(B, T, K). Decoding stays outside the graph: arg-max for a softmax head, Viterbi in NumPy
-(``heads/viterbi_numpy.py``) for a CRF. Everything else the tagger needs is written into the
-file's ``metadata_props`` under ``tagsure``: the model document of the .tagsure file
-(architecture, config, labels, tag schemes, vocabularies or tokenizer) plus the CRF's masked
-transition scores, so ``tagsure predict --onnx model.onnx`` needs no other file.
-
-We use the TorchScript-based exporter (``dynamo=False``): it turns ``nn.LSTM`` into the ONNX
-LSTM operator and keeps every dimension above dynamic. Tracing runs a real batch whose inputs
-all carry padding, so no attention mask is traced as "all ones".
+The graph maps a batch's named inputs (:mod:`tagsure.models.graph_inputs`, every size dynamic)
+to emission scores; decoding stays outside. The model document and the CRF's transitions go
+into ``metadata_props`` under ``tagsure``, so the file needs no other. The TorchScript exporter
+(``dynamo=False``) keeps ``nn.LSTM`` an ONNX LSTM and every dimension dynamic.
 """
 
 from __future__ import annotations
@@ -91,18 +82,13 @@ def example_inputs(tagger: TaggerLike) -> tuple[torch.Tensor, ...]:
 
 
 def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
-    """Write ``tagger`` to ``path`` as a self-contained ONNX model (see the module doc).
-
-    Example:
-        >>> export_onnx(Tagger.load("model.tagsure"), "model.onnx")     # doctest: +SKIP
-    """
+    """Write ``tagger`` to ``path`` as a self-contained ONNX model (see the module doc)."""
     import onnx
 
     graph = EmissionGraph(tagger.model).eval()
     outputs = tagger.model.graph_output_names(tagger.model.config)
     with torch.no_grad(), warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of dynamo=True, which we don't use:
-        # see the module doc.
+        # The TorchScript exporter is deprecated in favour of dynamo=True: see the module doc.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             graph,

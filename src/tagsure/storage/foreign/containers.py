@@ -1,93 +1,65 @@
-"""Reading foreign checkpoint containers into plain tensors, before any key matching.
+"""Reading foreign checkpoints into plain tensors, before any key matching.
 
-Handles safetensors files (memory-mapped, through :mod:`tagsure.storage.document`), PyTorch
-pickles (through :mod:`tagsure.storage.foreign.pickles`, weights only), the dicts training
-frameworks nest state dicts in (``state_dict``, ``model``, Lightning's ``hyper_parameters``...)
-and Hugging Face model directories with their shard indexes.
+Safetensors files (memory-mapped), PyTorch pickles (weights only), the dicts training
+frameworks nest state dicts in, and Hugging Face model directories with their shard indexes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from tagsure.errors import ModelFileError
 from tagsure.storage import document
 from tagsure.storage.foreign.errors import CheckpointError
+from tagsure.storage.foreign.keys import dtype_name
 from tagsure.storage.foreign.pickles import load_torch_file
-
-__all__ = [
-    "CONFIG_KEYS",
-    "CONTAINER_KEYS",
-    "PYTORCH_SUFFIXES",
-    "SAFETENSORS_SUFFIXES",
-    "RawCheckpoint",
-    "describe_value",
-    "extract_state_dict",
-    "jsonable",
-    "read_checkpoint",
-    "read_safetensors_header",
-    "resolve_weights_files",
-    "sniff",
-]
+from tagsure.storage.foreign.report import jsonable
 
 #: Keys under which training frameworks nest the state dict, tried in this order.
-CONTAINER_KEYS: tuple[str, ...] = (
-    "state_dict",
-    "model_state_dict",
-    "model",
-    "module",
-    "net",
-    "network",
-    "weights",
-)
+CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights")
 #: Top-level entries that hold a run's hyper-parameters (Lightning and others).
-CONFIG_KEYS: tuple[str, ...] = ("hyper_parameters", "hparams", "config")
-
-SAFETENSORS_SUFFIXES: tuple[str, ...] = (".safetensors", ".tagsure")
-PYTORCH_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".bin", ".ckpt")
+CONFIG_KEYS = ("hyper_parameters", "hparams", "config")
+SAFETENSORS_SUFFIXES = (".safetensors", ".tagsure")
+PYTORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 @dataclass
 class RawCheckpoint:
-    """Tensors read from a checkpoint, before any key matching.
-
-    ``kind`` is one of ``"tagsure"``, ``"safetensors"``, ``"pytorch"``, ``"mapping"``,
-    ``"huggingface"``. ``extras`` maps top-level non-state-dict entries (``epoch``,
-    ``optimizer_states``...) to a short description; their values are never kept, except the
-    hyper-parameters (``config``, as JSON-ready values) found under ``config_key``.
-    """
+    """Tensors read from a checkpoint, with a description of what else it holds."""
 
     source: str
-    kind: str
+    kind: str  # tagsure, safetensors, pytorch, mapping or huggingface
     tensors: dict[str, Tensor]
     container_key: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-    extras: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, str] = field(default_factory=dict)  # other top-level entries, described
     skipped_non_tensors: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     config_key: str | None = None
-    config: Any = None
+    config: Any = None  # the hyper-parameters under config_key, JSON-ready
 
 
-def read_safetensors_header(path: str | Path) -> dict[str, Any]:
-    """A checked safetensors header (see :func:`tagsure.storage.document.read_safetensors_header`),
-    its errors as :class:`CheckpointError`."""
+@contextlib.contextmanager
+def checkpoint_errors() -> Iterator[None]:
+    """Storage's :class:`ModelFileError` raised as a :class:`CheckpointError`, same message."""
     try:
-        return document.read_safetensors_header(path)
-    except document.ModelFileError as err:
+        yield
+    except ModelFileError as err:
         raise CheckpointError(str(err)) from None
 
 
 def describe_value(value: Any) -> str:
     """A short description of a checkpoint entry, without its contents."""
     if isinstance(value, Tensor):
-        return f"tensor {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+        return f"tensor {tuple(value.shape)} {dtype_name(value.dtype)}"
     if isinstance(value, Mapping):
         return f"dict with {len(value)} entries"
     if isinstance(value, list | tuple):
@@ -98,19 +70,6 @@ def describe_value(value: Any) -> str:
     return type(value).__name__
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` with tensors and other objects replaced by strings, so ``json.dumps`` works."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return f"tensor{tuple(value.shape)}"
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    return str(value)
-
-
 def _tensor_count(obj: Any) -> int:
     if not isinstance(obj, Mapping):
         return 0
@@ -118,16 +77,8 @@ def _tensor_count(obj: Any) -> int:
 
 
 def extract_state_dict(obj: Any) -> tuple[str | None, Mapping[str, Any]]:
-    """Find the state dict inside a loaded checkpoint object.
-
-    Tries the common containers (``state_dict``, ``model_state_dict``, ``model``, ``module``,
-    ``net``...), also nested one level (``{"model": {"state_dict": ...}}``), then the object
-    itself. Returns ``(container_key, mapping)``; nested keys are joined with ``/``.
-
-    >>> import torch
-    >>> extract_state_dict({"state_dict": {"w": torch.ones(1)}, "epoch": 3})[0]
-    'state_dict'
-    """
+    """``(container key, state dict)`` of a loaded checkpoint: the container (also nested one
+    level, keys joined with ``/``) or the object itself, whichever holds the most tensors."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"the checkpoint holds a {type(obj).__name__}, not a dict of tensors; save "
@@ -169,14 +120,7 @@ def _nested(key: str, inner: Mapping[str, Any]) -> list[tuple[str | None, Mappin
 
 
 def resolve_weights_files(directory: str | Path) -> list[Path]:
-    """Weight files of a Hugging Face style model directory (safetensors preferred).
-
-    Handles ``model.safetensors``, sharded ``model.safetensors.index.json``,
-    ``pytorch_model.bin`` and its sharded index.
-
-    >>> resolve_weights_files(".")  # doctest: +SKIP
-    [PosixPath('model.safetensors')]
-    """
+    """Weight files of a Hugging Face model directory (safetensors preferred), shards too."""
     directory = Path(directory)
     for single, index in (
         ("model.safetensors", "model.safetensors.index.json"),
@@ -243,11 +187,9 @@ def read_torch_file(path: Path) -> RawCheckpoint:
 def _read_file(path: Path) -> RawCheckpoint:
     if sniff(path) == "pytorch":
         return read_torch_file(path)
-    metadata = dict(read_safetensors_header(path).get("__metadata__") or {})
-    try:
+    with checkpoint_errors():
+        metadata = dict(document.read_safetensors_header(path).get("__metadata__") or {})
         tensors = document.load_tensors(path)  # memory-mapped
-    except document.ModelFileError as err:
-        raise CheckpointError(str(err)) from None
     kind = "tagsure" if metadata.get("format") == "tagsure" else "safetensors"
     return RawCheckpoint(str(path), kind, tensors, metadata=metadata, files=[str(path)])
 
@@ -276,15 +218,7 @@ def _raw_from_mapping(
 
 
 def read_checkpoint(source: str | Path | Mapping[str, Any]) -> RawCheckpoint:
-    """Read every tensor of a checkpoint file, HF model directory or in-memory mapping.
-
-    >>> import tempfile, torch
-    >>> p = Path(tempfile.mkdtemp()) / "ckpt.ckpt"
-    >>> torch.save({"state_dict": {"model.w": torch.ones(2)}, "epoch": 3}, p)
-    >>> raw = read_checkpoint(p)
-    >>> raw.container_key, list(raw.tensors), raw.extras
-    ('state_dict', ['model.w'], {'epoch': '3'})
-    """
+    """Read every tensor of a checkpoint file, HF model directory or in-memory mapping."""
     if isinstance(source, Mapping):
         container, mapping = extract_state_dict(source)
         return _raw_from_mapping("<in-memory mapping>", "mapping", source, container, mapping, [])

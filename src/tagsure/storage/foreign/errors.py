@@ -15,10 +15,7 @@ class CheckpointError(TagsureError):
 
 
 class CheckpointMismatchError(CheckpointError):
-    """The checkpoint does not fit the model; nothing was loaded.
-
-    ``report`` is the :class:`LoadReport` with every problem in ``report.problems``.
-    """
+    """The checkpoint does not fit the model; nothing was loaded. ``report`` says why."""
 
     def __init__(self, message: str, report: LoadReport) -> None:
         super().__init__(message)

@@ -1,8 +1,7 @@
 """Which tensor is a checkpoint's classification head, and does it fit the labels?
 
-The most damaging silent failure of a tagger is a head of the wrong size: a 3-label token head
-replaced by a 30,522-way vocabulary head still "loads" in many toolkits. These heuristics find
-the head by name and shape, so :mod:`tagsure.storage.inspect` can say so before it is used.
+A head of the wrong size (a vocabulary head where a 3-label head belongs) still "loads" in many
+toolkits; these name and shape heuristics let ``inspect`` say so before the model is used.
 """
 
 from __future__ import annotations
@@ -13,31 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HeadInfo", "TensorInfo", "find_heads", "head_warnings"]
+from tagsure.storage.foreign.report import fields_dict
 
 # Heads that predict the vocabulary (masked / causal LM), matched on unwrapped names.
 _LM_HEAD_PATTERNS = (
-    "lm_head.weight",
-    "*.lm_head.weight",
-    "lm_head.decoder.weight",
-    "*predictions.decoder.weight",
-    "generator_lm_head.weight",
-    "embed_out.weight",
+    *("lm_head.weight", "*.lm_head.weight", "lm_head.decoder.weight"),
+    *("*predictions.decoder.weight", "generator_lm_head.weight", "embed_out.weight"),
 )
 # Module names that mark a final classification layer (HF `classifier`, tagsure `head`,
 # CRF taggers' `emission(s)`, classic `hidden2tag`, RoBERTa's `classifier.out_proj`...).
 _HEAD_WORDS = frozenset(
-    {
-        "classifier",
-        "head",
-        "emission",
-        "emissions",
-        "hidden2tag",
-        "tag_projection",
-        "score",
-        "out_proj",
-        "output_layer",
-    }
+    {"classifier", "head", "emission", "emissions", "hidden2tag", "tag_projection", "score"}
+    | {"out_proj", "output_layer"}
 )
 # Leaf layers that sit *before* the final projection inside a head.
 _HIDDEN_LEAVES = frozenset({"dense", "LayerNorm", "layer_norm", "norm", "transform", "pooler"})
@@ -62,24 +48,16 @@ class TensorInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "parameters": self.parameters,
-        }
+        return fields_dict(self, parameters=self.parameters)
 
 
 @dataclass
 class HeadInfo:
-    """The layer that produces the final scores, as found by name and shape heuristics.
-
-    ``kind`` is ``"token classification"`` or ``"LM head"``.
-    """
+    """The layer that produces the final scores, as found by name and shape heuristics."""
 
     tensor: str
     output_size: int
-    kind: str
+    kind: str  # "token classification" or "LM head"
     crf_tensor: str | None = None
     crf_size: int | None = None
 
@@ -92,19 +70,13 @@ class HeadInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "tensor": self.tensor,
-            "output_size": self.output_size,
-            "kind": self.kind,
-            "description": self.description,
-            "crf_tensor": self.crf_tensor,
-            "crf_size": self.crf_size,
-        }
+        return fields_dict(self, description=self.description)
 
 
 def find_heads(
     tensors: Sequence[TensorInfo], strip: str, vocab_size: int | None
 ) -> tuple[HeadInfo | None, list[HeadInfo]]:
+    """The head (with its CRF, if any) and the other heads, keys read without ``strip``."""
     classifiers: list[tuple[int, int, TensorInfo]] = []
     lm_heads: list[TensorInfo] = []
     crf: TensorInfo | None = None
@@ -129,12 +101,12 @@ def find_heads(
         rank = 0 if modules[-1] in _FINAL_LEAVES else 1
         classifiers.append((rank, -index, info))
     found: list[HeadInfo] = []
-    for _rank, _neg_index, info in sorted(classifiers, key=lambda c: (c[0], c[1])):
+    if classifiers:  # the best-ranked classifier is the head; deeper hidden layers are not
+        info = min(classifiers, key=lambda c: (c[0], c[1]))[2]
         is_vocab = vocab_size is not None and info.shape[0] == vocab_size and vocab_size > 1
         found.append(
             HeadInfo(info.name, info.shape[0], "LM head" if is_vocab else "token classification")
         )
-        break  # the best-ranked classifier is the head; deeper hidden layers are not
     found.extend(HeadInfo(info.name, info.shape[0], "LM head") for info in lm_heads)
     if not found:
         return None, []

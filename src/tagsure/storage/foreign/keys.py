@@ -1,8 +1,7 @@
 """Matching checkpoint keys to model keys: wrapper prefixes, renames, patterns, shapes.
 
-A checkpoint saved from ``nn.DataParallel`` / DDP / ``torch.compile`` / Lightning carries
-``module.`` / ``_orig_mod.`` / ``model.`` key prefixes. :func:`best_mapping` tries every strip
-and add of such prefixes and keeps the one that matches the most model keys.
+Training wrappers (DataParallel, ``torch.compile``, Lightning) prefix every key, so
+:func:`best_mapping` tries each strip and add of their prefixes and keeps the best match.
 """
 
 from __future__ import annotations
@@ -15,19 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from tagsure.storage.foreign.errors import CheckpointError
-
-__all__ = [
-    "WRAPPER_PREFIXES",
-    "KeyMapping",
-    "best_mapping",
-    "common_wrapper_prefixes",
-    "compile_renames",
-    "dtype_name",
-    "format_shape",
-    "matches",
-    "shape_of",
-    "wrapper_names",
-]
 
 #: Key segments added by training wrappers, with the wrapper that adds them.
 WRAPPER_PREFIXES: dict[str, str] = {
@@ -48,11 +34,7 @@ def wrapper_names(prefix: str) -> str:
 
 
 def common_wrapper_prefixes(names: Sequence[str]) -> list[str]:
-    """Wrapper segments (``module.`` etc.) that lead *every* key, outermost first.
-
-    >>> common_wrapper_prefixes(["module._orig_mod.w", "module._orig_mod.b"])
-    ['module.', '_orig_mod.']
-    """
+    """Wrapper segments (``module.`` etc.) that lead *every* key, outermost first."""
     prefixes: list[str] = []
     current = list(names)
     while current:
@@ -111,9 +93,8 @@ class KeyMapping:
 def best_mapping(ckpt_keys: Sequence[str], model_keys: set[str], rules: Rules) -> KeyMapping:
     """Try every strip/add of wrapper prefixes; keep the one matching the most model keys.
 
-    Ties go to the smallest change (identity first), so a module whose own keys start with
-    ``model.`` keeps them. Renames are applied inside the search so that a rename rule
-    written for unwrapped names still works on a DataParallel checkpoint.
+    Ties go to the smallest change, so a module whose own keys start with ``model.`` keeps
+    them; renames apply inside the search, so rules for unwrapped names work on wrapped keys.
     """
     best: KeyMapping | None = None
     strips = sorted(_wrapper_chains(ckpt_keys), key=len)
@@ -159,14 +140,6 @@ def matches(key: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
 
 
-def shape_of(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(int(d) for d in t.shape)
-
-
-def format_shape(shape: Sequence[int]) -> str:
-    """Python tuple notation, so a 1-D shape reads ``(5,)`` everywhere in tagsure."""
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
 def dtype_name(dtype: torch.dtype) -> str:
+    """``float32``, not ``torch.float32``."""
     return str(dtype).removeprefix("torch.")

@@ -1,17 +1,9 @@
 """Explicit, strict loading of foreign checkpoints into any ``torch.nn.Module``.
 
-The two failures this module exists to make impossible:
-
-* a checkpoint saved from ``nn.DataParallel`` / DDP / ``torch.compile`` / Lightning carries
-  ``module.`` / ``_orig_mod.`` / ``model.`` key prefixes, and the usual "fix"
-  (``load_state_dict(..., strict=False)``) then loads *nothing* and says nothing;
-* a head silently re-created with another size (a 3-label token head replaced by a
-  30,522-way vocabulary head).
-
-:func:`load_into` therefore detects wrapper prefixes, applies explicit renames, and then
-refuses to load anything unless every model key is matched (or explicitly allowed to stay
-unloaded), every checkpoint key is used (or explicitly ignored), and every shape agrees.
-Failures list *all* problems at once in a readable table and leave the model untouched.
+The usual fix for wrapper-prefixed keys, ``strict=False``, silently loads nothing, and a head
+of another size can be silently re-created. :func:`load_into` matches prefixes and renames,
+then loads only if every key is matched or explicitly allowed and every shape agrees;
+otherwise it lists every problem at once and leaves the model untouched.
 """
 
 from __future__ import annotations
@@ -29,13 +21,9 @@ from tagsure.storage.foreign.keys import (
     best_mapping,
     compile_renames,
     dtype_name,
-    format_shape,
     matches,
-    shape_of,
 )
 from tagsure.storage.foreign.report import KeyProblem, LoadReport
-
-__all__ = ["load_into"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +36,12 @@ def load_into(
     allow_missing: Sequence[str] = (),
     ignore_unexpected: Sequence[str] = (),
 ) -> LoadReport:
-    """Load a foreign checkpoint into ``module``, strictly and explicitly.
+    """Load a checkpoint file, HF directory or state dict into ``module``, strictly.
 
-    ``source`` is a ``.safetensors`` / ``.tagsure`` / ``.pt`` / ``.pth`` / ``.bin`` /
-    ``.ckpt`` file, a Hugging Face model directory, or an in-memory state dict (or a
-    checkpoint dict containing one). Wrapper prefixes (``module.``, ``_orig_mod.``,
-    ``model.`` and combinations) are detected and removed or added; ``rename`` rules
-    (regex, replacement) are then applied in order. ``allow_missing`` (fnmatch patterns of
-    model keys) may stay unloaded and ``ignore_unexpected`` (fnmatch patterns of checkpoint
-    keys, after prefix removal and renames) may be dropped; anything else that does not
-    match, and any shape mismatch, raises :class:`CheckpointMismatchError` listing every
-    problem, and the model is left unchanged. A checkpoint that matches no key at all
-    always raises, whatever is allowed.
+    ``rename`` rules (regex, replacement) apply after the wrapper prefixes are matched;
+    ``allow_missing`` (fnmatch, model keys) may stay unloaded and ``ignore_unexpected``
+    (checkpoint keys, renamed) may be dropped. Anything else, and a checkpoint matching no key
+    at all, raises :class:`CheckpointMismatchError` with every problem.
 
     >>> import torch
     >>> from torch import nn
@@ -91,71 +73,46 @@ def load_into(
     by_target = {target: key for key, target in mapping.targets.items()}
 
     to_load: dict[str, Tensor] = {}
-    for key in own:  # model order, so the table reads like the model
-        if key not in by_target:
+    problems = report.problems
+    for key, tensor in own.items():  # model order, so the table reads like the model
+        expected = tuple(tensor.shape)
+        ckpt_key = by_target.get(key)
+        if ckpt_key is None:
             if matches(key, allow_missing):
                 report.missing.append(key)
             else:
-                report.problems.append(
-                    KeyProblem(
-                        "missing",
-                        key,
-                        f"the model expects {format_shape(shape_of(own[key]))}; "
-                        "not in the checkpoint",
-                        expected_shape=shape_of(own[key]),
-                    )
-                )
+                detail = f"the model expects {expected}; not in the checkpoint"
+                problems.append(KeyProblem("missing", key, detail, expected_shape=expected))
             continue
-        ckpt_key = by_target[key]
         value = raw.tensors[ckpt_key]
-        expected, found = shape_of(own[key]), shape_of(value)
+        found = tuple(value.shape)
         if expected != found:
-            report.problems.append(
-                KeyProblem(
-                    "shape",
-                    key,
-                    f"checkpoint has shape {format_shape(found)}, the model expects "
-                    f"{format_shape(expected)}",
-                    checkpoint_key=ckpt_key,
-                    expected_shape=expected,
-                    found_shape=found,
-                )
-            )
+            detail = f"checkpoint has shape {found}, the model expects {expected}"
+            problems.append(KeyProblem("shape", key, detail, ckpt_key, expected, found))
             continue
-        want = own[key].dtype
+        want = tensor.dtype
         if value.dtype != want:
-            if value.is_floating_point() and own[key].is_floating_point():
-                report.dtype_casts[key] = (dtype_name(value.dtype), dtype_name(want))
-                value = value.to(want)
-            else:
-                report.problems.append(
-                    KeyProblem(
-                        "dtype",
-                        key,
-                        f"checkpoint has dtype {dtype_name(value.dtype)}, the model expects "
-                        f"{dtype_name(want)}",
-                        checkpoint_key=ckpt_key,
-                    )
+            if not (value.is_floating_point() and tensor.is_floating_point()):
+                detail = (
+                    f"checkpoint has dtype {dtype_name(value.dtype)}, the model expects "
+                    f"{dtype_name(want)}"
                 )
+                problems.append(KeyProblem("dtype", key, detail, ckpt_key))
                 continue
+            report.dtype_casts[key] = (dtype_name(value.dtype), dtype_name(want))
+            value = value.to(want)
         to_load[key] = value
     for ckpt_key, target in mapping.targets.items():
         if target in model_keys:
             continue
         if matches(target, ignore_unexpected) or matches(ckpt_key, ignore_unexpected):
             report.unexpected.append(target)
-        else:
-            report.problems.append(
-                KeyProblem(
-                    "unexpected",
-                    target,
-                    f"checkpoint has {format_shape(shape_of(raw.tensors[ckpt_key]))}; "
-                    "the model has no such key"
-                    + (f" (checkpoint name {ckpt_key})" if ckpt_key != target else ""),
-                    checkpoint_key=ckpt_key,
-                    found_shape=shape_of(raw.tensors[ckpt_key]),
-                )
-            )
+            continue
+        found = tuple(raw.tensors[ckpt_key].shape)
+        detail = f"checkpoint has {found}; the model has no such key"
+        if ckpt_key != target:
+            detail += f" (checkpoint name {ckpt_key})"
+        problems.append(KeyProblem("unexpected", target, detail, ckpt_key, found_shape=found))
     if mapping.score == 0:
         # The strict=False trap: nothing lines up. Never a success, whatever was allowed.
         sample = ", ".join(list(raw.tensors)[:3]) or "(no tensors)"

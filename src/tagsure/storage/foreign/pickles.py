@@ -1,9 +1,7 @@
 """PyTorch pickle files, opened only with ``weights_only=True``; code pickles are refused.
 
-When torch refuses a pickle, the message names what it would have called:
-``torch.serialization.get_unsafe_globals_in_checkpoint`` for ``torch.save`` archives, and for
-other pickles (legacy ``torch.save``, ``pickle.dump``) an unpickler that swaps every global for
-an inert stand-in and records its name, so nothing the file names is ever imported or run.
+A refusal names the globals the pickle would have called (torch's own scan for archives, an
+unpickler that imports nothing for other pickles), so the user sees what was not run.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ from typing import Any, BinaryIO
 import torch
 
 from tagsure.storage.foreign.errors import CheckpointError
-
-__all__ = ["load_torch_file", "unsafe_globals"]
 
 # Globals that PyTorch's own weights-only unpickler accepts; only *other* globals are named
 # when a plain pickle is refused, so the message points at the real culprit.
@@ -35,17 +31,9 @@ _CONVERT_HINT = (
 
 
 def load_torch_file(path: str | Path) -> Any:
-    """``torch.load`` a file with ``weights_only=True`` on CPU; refuse code pickles.
+    """``torch.load`` on CPU with ``weights_only=True``: tagsure's only ``torch.load``.
 
-    Use this instead of calling ``torch.load`` anywhere in tagsure: a pickle that needs
-    code to load raises :class:`CheckpointError` (the code is never run), and corrupt or
-    truncated files raise :class:`CheckpointError` naming the file.
-
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "w.pt"
-    >>> torch.save({"w": torch.ones(2)}, p)
-    >>> load_torch_file(p)["w"].tolist()
-    [1.0, 1.0]
+    Code pickles and corrupt files raise :class:`CheckpointError`; no code is ever run.
     """
     path = Path(path)
     if not path.is_file():

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import Tensor
+
 from tagsure.storage.foreign.keys import wrapper_names
 
-__all__ = ["KeyProblem", "LoadReport"]
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, reports as dicts and other objects as strings."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return f"tensor{tuple(value.shape)}"
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def fields_dict(report: Any, **computed: Any) -> dict[str, Any]:
+    """A report dataclass's fields and then ``computed``, JSON-ready (see :func:`jsonable`)."""
+    values = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+    return jsonable(values | computed)
 
 
 @dataclass(frozen=True)
 class KeyProblem:
-    """One reason a checkpoint does not fit.
+    """One reason a checkpoint does not fit."""
 
-    ``kind`` is ``missing`` (model key not in the checkpoint), ``unexpected`` (checkpoint key
-    the model lacks), ``shape``, ``dtype``, or ``match`` (no key matched at all).
-    """
-
-    kind: str
+    kind: str  # missing, unexpected, shape, dtype, or match (no key matched at all)
     key: str
     detail: str
     checkpoint_key: str | None = None
@@ -28,26 +46,12 @@ class KeyProblem:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "detail": self.detail,
-            "checkpoint_key": self.checkpoint_key,
-            "expected_shape": (
-                list(self.expected_shape) if self.expected_shape is not None else None
-            ),
-            "found_shape": list(self.found_shape) if self.found_shape is not None else None,
-        }
+        return fields_dict(self)
 
 
 @dataclass
 class LoadReport:
-    """What :func:`load_into` did (or, inside a :class:`CheckpointMismatchError`, refused).
-
-    ``missing`` are model keys left at their current values because ``allow_missing``
-    allowed it; ``unexpected`` are checkpoint keys dropped because ``ignore_unexpected``
-    allowed it; ``problems`` is empty after a successful load.
-    """
+    """What :func:`load_into` did (or, inside a :class:`CheckpointMismatchError`, refused)."""
 
     source: str
     kind: str
@@ -61,8 +65,8 @@ class LoadReport:
     model_tensors: int = 0
     model_elements: int = 0
     checkpoint_tensors: int = 0
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # left unloaded, by allow_missing
+    unexpected: list[str] = field(default_factory=list)  # dropped, by ignore_unexpected
     dtype_casts: dict[str, tuple[str, str]] = field(default_factory=dict)
     skipped_non_tensors: list[str] = field(default_factory=list)
     problems: list[KeyProblem] = field(default_factory=list)
@@ -86,27 +90,7 @@ class LoadReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``json.dumps(report.to_dict())`` works)."""
-        return {
-            "source": self.source,
-            "kind": self.kind,
-            "model": self.model,
-            "ok": self.ok,
-            "container_key": self.container_key,
-            "prefix_stripped": self.prefix_stripped,
-            "prefix_added": self.prefix_added,
-            "prefix_transform": self.prefix_transform,
-            "renamed": dict(self.renamed),
-            "loaded_tensors": self.loaded_tensors,
-            "loaded_elements": self.loaded_elements,
-            "model_tensors": self.model_tensors,
-            "model_elements": self.model_elements,
-            "checkpoint_tensors": self.checkpoint_tensors,
-            "missing": list(self.missing),
-            "unexpected": list(self.unexpected),
-            "dtype_casts": {k: list(v) for k, v in self.dtype_casts.items()},
-            "skipped_non_tensors": list(self.skipped_non_tensors),
-            "problems": [p.to_dict() for p in self.problems],
-        }
+        return fields_dict(self, ok=self.ok, prefix_transform=self.prefix_transform)
 
     def format_table(self) -> str:
         """Readable multi-line summary; for a failed load, the table of every problem."""
@@ -196,20 +180,11 @@ def _hints(report: LoadReport) -> list[str]:
     if "shape" in kinds:
         key = next(p.key for p in report.problems if p.kind == "shape")
         seg = key.split(".")[0]
-        if "." in key:
-            regex, moved, pattern, moved_pattern = (
-                rf"^{seg}\.",
-                f"checkpoint_{seg}.",
-                f"{seg}.*",
-                f"checkpoint_{seg}.*",
-            )
-        else:
-            regex, moved, pattern, moved_pattern = (
-                rf"^{seg}$",
-                f"checkpoint_{seg}",
-                seg,
-                f"checkpoint_{seg}",
-            )
+        nested = "." in key
+        regex = rf"^{seg}\." if nested else rf"^{seg}$"
+        moved = f"checkpoint_{seg}." if nested else f"checkpoint_{seg}"
+        pattern = f"{seg}.*" if nested else seg
+        moved_pattern = f"checkpoint_{pattern}"
         hints.append(
             "  - Shape mismatches mean the checkpoint was trained for another configuration "
             "(e.g. another label set or vocabulary): use a model built with the checkpoint's "
