@@ -6,10 +6,10 @@ tagsure's own resume state is not one of these: see :mod:`tagsure.training.resum
 """
 
 from tagsure.storage.foreign.containers import extract_state_dict, read_checkpoint
-from tagsure.storage.foreign.errors import CheckpointError, CheckpointMismatchError
+from tagsure.storage.foreign.errors import CheckpointError
 from tagsure.storage.foreign.load import load_into
 from tagsure.storage.foreign.pickles import load_torch_file
-from tagsure.storage.foreign.report import LoadReport
+from tagsure.storage.foreign.report import CheckpointMismatchError, LoadReport
 
 __all__ = [
     "CheckpointError",

@@ -16,14 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from tagsure.storage.foreign.containers import read_checkpoint
-from tagsure.storage.foreign.errors import CheckpointError, CheckpointMismatchError
+from tagsure.storage.foreign.errors import CheckpointError
 from tagsure.storage.foreign.keys import (
     best_mapping,
     compile_renames,
     dtype_name,
     matches,
 )
-from tagsure.storage.foreign.report import KeyProblem, LoadReport
+from tagsure.storage.foreign.report import CheckpointMismatchError, KeyProblem, LoadReport
 
 logger = logging.getLogger(__name__)
 

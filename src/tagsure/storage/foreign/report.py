@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from tagsure.storage.foreign.errors import CheckpointError
 from tagsure.storage.foreign.keys import wrapper_names
 
 
@@ -199,3 +200,11 @@ def _hints(report: LoadReport) -> list[str]:
             "convert the checkpoint tensors to the model's dtype first."
         )
     return hints
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint does not fit the model; nothing was loaded. ``report`` says why."""
+
+    def __init__(self, message: str, report: LoadReport) -> None:
+        super().__init__(message)
+        self.report = report
