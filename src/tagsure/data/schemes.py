@@ -34,22 +34,6 @@ from functools import lru_cache
 
 from tagsure.errors import ConfigError, TagError
 
-__all__ = [
-    "Span",
-    "TagScheme",
-    "allowed_ends",
-    "allowed_starts",
-    "allowed_transitions",
-    "convert",
-    "decode_spans",
-    "detect_scheme",
-    "from_spans",
-    "label_set",
-    "split_tag",
-    "to_spans",
-    "validate",
-]
-
 OUTSIDE = "O"
 PREFIXES = ("B", "I", "E", "S", "L", "U")
 

@@ -20,14 +20,6 @@ import torch
 
 from tagsure.storage.document import DocumentKind, read_document, write_document
 
-__all__ = [
-    "RESUME_STATE",
-    "RESUME_STATE_NAME",
-    "ResumeState",
-    "load_resume_state",
-    "save_resume_state",
-]
-
 #: The file name inside a run's resume directory (kept from when it was called a checkpoint).
 RESUME_STATE_NAME = "checkpoint.safetensors"
 RESUME_STATE = DocumentKind(

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 import torch
 
 from tagsure.training.log import MetricsLog
-from tagsure.training.resume_state import ResumeState, load_resume_state, save_resume_state
+from tagsure.training.resume_state import ResumeState, save_resume_state
 
 
 class EpochRecordLike(Protocol):  # a dataclass, logged as JSON
@@ -81,10 +81,6 @@ class RunState:
     epoch_tokens: int = 0
     epoch_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)  # the epoch records so far
-
-
-def read_resume_state(directory: str | Path) -> ResumeState:  # the one reader of resume state
-    return load_resume_state(directory)
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

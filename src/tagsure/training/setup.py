@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
-from tagsure.data.schemes import TagScheme, split_tag
+from tagsure.data.schemes import TagScheme, label_set, split_tag
 from tagsure.errors import ConfigError
 from tagsure.layers.words import read_word_vectors
 from tagsure.models import registry
@@ -70,17 +70,6 @@ def load_word_vectors(model: nn.Module, vectorizer: Any, path: str | os.PathLike
         )
         with torch.no_grad():
             words.weight.copy_(vectors)
-
-
-def label_set(types: list[str], scheme: TagScheme) -> list[str]:
-    """Every label the scheme can produce for these entity types, "O" first."""
-    prefixes = {
-        TagScheme.IOB1: "BI",
-        TagScheme.IOB2: "BI",
-        TagScheme.BIOES: "BIES",
-        TagScheme.BILOU: "BILU",
-    }[scheme]
-    return ["O"] + [f"{p}-{t}" for t in types for p in prefixes]
 
 
 def build_optimizer(
