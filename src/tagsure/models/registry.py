@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import torch
 
 from tagsure.errors import ConfigError
-from tagsure.models.frame import Constraints, Resources, TaggerFrame
+from tagsure.models.frame import Constraints, TaggerFrame
 
 DEFAULT_KIND = "bilstm"
 BUILT_IN = (
@@ -43,10 +43,6 @@ class Architecture:
 
     def build(self, config: Any, constraints: Constraints) -> TaggerFrame:
         return self.network(config, constraints)
-
-    def prepare(self, settings: dict[str, Any], resources: Resources) -> tuple[Any, TaggerFrame]:
-        """(input vectorizer, network) sized to the data; ``settings``: the [model] table."""
-        return self.network.prepare(settings, resources)
 
     def vectorizer_to_document(self, vectorizer: Any) -> dict[str, Any]:
         return self.network.vectorizer_to_document(vectorizer)

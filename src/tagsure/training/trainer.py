@@ -123,12 +123,9 @@ class _Run(Run[np.ndarray, EpochRecord]):
             vectorizer.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
         )
         self.dev_metrics: Metrics | None = None  # of the epoch just closed
-        # Features that don't change while training (frozen character LMs): computed once.
-        frozen_features = getattr(tagger.model, "frozen_features", None)
-        if frozen_features is not None:
-            for data in (self.train_data, self.dev_data):
-                if data is not None:
-                    data.features = frozen_features(data)
+        for data in (self.train_data, self.dev_data):  # frozen character LMs: computed once
+            if data is not None:
+                tagger._attach_features(data)
         opt, model = config.training, tagger.model
         optimizer = build_optimizer(
             model,
