@@ -1,10 +1,7 @@
 """Words to subword ids for a pretrained transformer, in windows that never drop a word.
 
-A :class:`SubwordVectorizer` holds a fast tokenizer (a ``tokenizers.Tokenizer`` built from the
-``tokenizer.json`` text stored in the model file) and the special ids the model expects around a
-sequence. Each distinct word is tokenised once, on its own, exactly as ``is_pretokenized=True``
-tokenises it inside a sentence (the pre-tokenizer splits on word boundaries first), so a corpus
-costs one tokenizer call per word type.
+Each distinct word is tokenised once, on its own, exactly as ``is_pretokenized=True`` tokenises
+it inside a sentence, so a corpus costs one tokenizer call per word type.
 
 A sentence whose subwords don't fit the model's limit is cut into overlapping windows at word
 boundaries. Every word is *owned* by exactly one window, the one where it sits nearest the

@@ -5,10 +5,8 @@ A body registers itself where it is defined, as spaCy and thinc components do::
     @register("tagsure.BiLSTMCRF.v1", kind="bilstm")
     class BiLSTMTagger(WordFeatureFrame): ...
 
-A training config chooses one by its short ``kind`` (``[model] architecture = "bilstm"``); the
-model file records the versioned ``name``, so an old file keeps loading after a new version of
-an architecture is added. The built-in bodies' modules are imported on the first lookup (their
-optional dependencies, such as transformers, only when a network is built).
+A training config chooses one by its short ``kind``; the model file records the versioned
+``name``, so an old file keeps loading after a new version of an architecture is added.
 """
 
 from __future__ import annotations
