@@ -83,7 +83,7 @@ def run_transformers(args: argparse.Namespace) -> dict:
         get_linear_schedule_with_warmup,
     )
 
-    from tagsure.training.setup import label_set
+    from tagsure.data.schemes import label_set
     from tests.hf_models import find_minilm
 
     torch.set_num_threads(args.threads)

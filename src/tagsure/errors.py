@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "ModelFileError", "TagError", "TagsureError"]
-
 
 class TagsureError(Exception):
     """Base of tagsure's own errors: the message names the input and what to do about it."""

@@ -48,9 +48,8 @@ def decode_all(
     output_scheme: TagScheme,
     with_scores: bool = False,
 ) -> tuple[list[list[str]], list[np.ndarray] | None]:
-    """Each sentence's tags in the output scheme (and the chosen tags' scores), from
-    ``decode(batch)``: the (B, T) label path and, or None, its (B, T) scores. The one step from
-    a network's emissions to tags, for the torch and the ONNX tagger alike."""
+    """Each sentence's tags in the output scheme (and scores) from ``decode(batch)``'s (B, T)
+    label path and scores (or None): the torch and the ONNX tagger's one decode path."""
     tags: list[list[str]] = [[] for _ in range(len(data))]
     scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
     for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
@@ -214,12 +213,8 @@ class Tagger:
         return results
 
     def evaluate(self, corpus: Corpus | Iterable[Sentence]) -> Metrics:
-        """Entity-level metrics on tagged sentences, counted as conlleval counts them.
-
-        Accepts a :class:`Corpus` or any iterable of sentences, such as the generator
-        :func:`tagsure.read_conll` returns; it is consumed in chunks, so a large file is
-        never held in memory.
-        """
+        """Entity-level metrics (as conlleval counts them) on a corpus or a stream of sentences,
+        consumed in chunks (as :func:`tagsure.read_conll` yields them)."""
         sentences = corpus.sentences if isinstance(corpus, Corpus) else corpus
         accumulator = MetricsAccumulator()
         for chunk in chunked(sentences, EVALUATE_CHUNK):

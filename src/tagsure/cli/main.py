@@ -1,7 +1,6 @@
 """The ``tagsure`` command: a thin layer that parses arguments, calls the library and prints.
 
-Every command turns a known failure (a :class:`~tagsure.errors.TagsureError`: bad corpus line,
-unreadable model file, refused checkpoint) into one line on stderr and a non-zero exit code;
+A :class:`~tagsure.errors.TagsureError` becomes one line on stderr and a non-zero exit code;
 any other exception is a bug and shows its traceback.
 """
 

@@ -8,7 +8,7 @@ character encoder over its unique types only, not over every token.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,37 +77,16 @@ class Vectorizer:
         self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None
     ) -> EncodedSentences:
         """Encode token lists (and their tags, already in the model's tag scheme)."""
-        lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
-        offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = [token for sentence in sentences for token in sentence]
-        type_index: dict[str, int] = {}
-        type_ids = np.fromiter(
-            (type_index.setdefault(t, len(type_index)) for t in flat), np.int64, count=len(flat)
-        )
-        types = list(type_index)
+        lengths, offsets = sentence_offsets(sentences)
+        type_ids, types = surface_types(sentences)
         words = np.fromiter(
             (self.words.index(normalise_word(t, self.lowercase)) for t in types),
             np.int64,
             count=len(types),
         )[type_ids]
         cases = np.fromiter((casing_class(t) for t in types), np.int64, count=len(types))[type_ids]
-        type_chars = np.zeros((len(types), MAX_WORD_CHARS), dtype=np.int64)
-        type_lengths = np.zeros(len(types), dtype=np.int64)
-        for i, token in enumerate(types):
-            ids = self.chars.indices(token[:MAX_WORD_CHARS])
-            type_chars[i, : len(ids)] = ids
-            type_lengths[i] = len(ids)
-        label_ids = None
-        if tags is not None:
-            try:
-                label_ids = np.fromiter(
-                    (self.label_index[t] for seq in tags for t in seq), np.int64, count=len(flat)
-                )
-            except KeyError as err:
-                raise InputError(
-                    f"tag {err.args[0]!r} is not one of the model's labels {self.labels}"
-                ) from None
+        type_chars, type_lengths = char_table(self.chars, types)
+        label_ids = label_indices(self.label_index, self.labels, tags, len(type_ids))
         return EncodedSentences(
             offsets, lengths, words, cases, type_ids, type_chars, type_lengths, label_ids, types
         )
@@ -137,14 +116,10 @@ class EncodedSentences:
     def batch(self, sentence_ids: Sequence[int] | np.ndarray) -> Batch:
         ids = np.asarray(sentence_ids, dtype=np.int64)
         lengths = self.lengths[ids]
-        width = int(lengths.max())
-        positions = np.arange(width)
-        mask = positions[None, :] < lengths[:, None]  # (B, T)
-        flat = np.where(mask, self.offsets[ids][:, None] + positions[None, :], 0)  # (B, T)
-        unique_types, char_index = np.unique(self.type_ids[flat][mask], return_inverse=True)
-        char_width = max(int(self.type_lengths[unique_types].max()), 1)
-        char_rows = np.zeros(mask.shape, dtype=np.int64)
-        char_rows[mask] = char_index
+        mask, flat = token_slots(self.offsets[ids], lengths, int(lengths.max()))
+        chars, char_index = batch_chars(
+            self.type_ids[flat][mask], mask, self.type_chars, self.type_lengths
+        )
         tags = None
         if self.labels is not None:
             tags = torch.from_numpy(np.where(mask, self.labels[flat], 0))
@@ -159,10 +134,8 @@ class EncodedSentences:
         return Batch(
             words=torch.from_numpy(np.where(mask, self.words[flat], 0)),
             cases=torch.from_numpy(np.where(mask, self.cases[flat], 0)),
-            chars=torch.from_numpy(
-                np.ascontiguousarray(self.type_chars[unique_types, :char_width])
-            ),
-            char_index=torch.from_numpy(char_rows),
+            chars=chars,
+            char_index=char_index,
             mask=torch.from_numpy(mask),
             lengths=torch.from_numpy(lengths),
             tags=tags,
@@ -232,8 +205,68 @@ def split_by_padding(
     return groups[::-1]
 
 
-def iterate_batches(
-    data: EncodedSentences, batch_size: int, rng: np.random.Generator | None = None
-) -> Iterator[Batch]:
-    for ids in bucketed_batches(data.lengths, batch_size, rng):
-        yield data.batch(ids)
+def sentence_offsets(sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens per sentence and the start of each sentence in the flat token arrays."""
+    lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
+    offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return lengths, offsets
+
+
+def surface_types(sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, list[str]]:
+    """The type id of every token (flat) and the distinct surface forms, in first-seen order."""
+    type_index: dict[str, int] = {}
+    type_ids = np.fromiter(
+        (type_index.setdefault(t, len(type_index)) for s in sentences for t in s),
+        np.int64,
+        count=sum(len(s) for s in sentences),
+    )
+    return type_ids, list(type_index)
+
+
+def char_table(chars: Vocabulary, types: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Character ids of each type, padded to MAX_WORD_CHARS, and their counts."""
+    type_chars = np.zeros((len(types), MAX_WORD_CHARS), dtype=np.int64)
+    type_lengths = np.zeros(len(types), dtype=np.int64)
+    for i, token in enumerate(types):
+        ids = chars.indices(token[:MAX_WORD_CHARS])
+        type_chars[i, : len(ids)] = ids
+        type_lengths[i] = len(ids)
+    return type_chars, type_lengths
+
+
+def label_indices(
+    label_index: dict[str, int],
+    labels: list[str],
+    tags: Sequence[Sequence[str]] | None,
+    count: int,
+) -> np.ndarray | None:
+    """The flat label ids of ``tags``; an unknown tag is an :class:`InputError`."""
+    if tags is None:
+        return None
+    try:
+        return np.fromiter((label_index[t] for seq in tags for t in seq), np.int64, count=count)
+    except KeyError as err:
+        raise InputError(f"tag {err.args[0]!r} is not one of the model's labels {labels}") from None
+
+
+def token_slots(
+    starts: np.ndarray, lengths: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (B, T) mask of real tokens and each slot's position in the flat arrays (0 on padding)."""
+    positions = np.arange(width)
+    mask = positions[None, :] < lengths[:, None]
+    flat = np.where(mask, starts[:, None] + positions[None, :], 0)
+    return mask, flat
+
+
+def batch_chars(
+    types: np.ndarray, mask: np.ndarray, type_chars: np.ndarray, type_lengths: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The characters of a batch's unique types (U, L) and each token's row in them (B, T)."""
+    unique_types, char_index = np.unique(types, return_inverse=True)
+    char_width = max(int(type_lengths[unique_types].max()), 1)
+    char_rows = np.zeros(mask.shape, dtype=np.int64)
+    char_rows[mask] = char_index
+    chars = np.ascontiguousarray(type_chars[unique_types, :char_width])
+    return torch.from_numpy(chars), torch.from_numpy(char_rows)

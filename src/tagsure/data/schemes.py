@@ -11,11 +11,8 @@ BIOES     ``B-`` first, ``I-`` inside, ``E-`` last, ``S-`` single-token entity (
 BILOU     BIOES with ``L-`` for ``E-`` and ``U-`` for ``S-``.
 ========  ===============================================================================
 
-Decoding (:func:`to_spans`) is tolerant in the way conlleval is, so that what a softmax tagger
-predicts still means something: an ``I-X`` that cannot continue an open ``X`` entity starts a
-new one, an ``E-X``/``L-X`` without an open ``X`` entity is a single-token entity, and an entity
-left open (a ``B-`` never closed in BIOES) ends where the next tag cannot continue it.
-:func:`validate` is the strict side: it lists every place a sequence is not well formed.
+Decoding (:func:`decode_spans`) is tolerant in the way conlleval is, so that what a softmax
+tagger predicts still means something; :func:`validate` is the strict side.
 
 Example:
     >>> tags = ["B-PER", "I-PER", "O", "B-LOC"]
@@ -33,22 +30,6 @@ from enum import StrEnum
 from functools import lru_cache
 
 from tagsure.errors import ConfigError, TagError
-
-__all__ = [
-    "Span",
-    "TagScheme",
-    "allowed_ends",
-    "allowed_starts",
-    "allowed_transitions",
-    "convert",
-    "decode_spans",
-    "detect_scheme",
-    "from_spans",
-    "label_set",
-    "split_tag",
-    "to_spans",
-    "validate",
-]
 
 OUTSIDE = "O"
 PREFIXES = ("B", "I", "E", "S", "L", "U")

@@ -1,10 +1,7 @@
 """Words to subword ids for a pretrained transformer, in windows that never drop a word.
 
-A :class:`SubwordVectorizer` holds a fast tokenizer (a ``tokenizers.Tokenizer`` built from the
-``tokenizer.json`` text stored in the model file) and the special ids the model expects around a
-sequence. Each distinct word is tokenised once, on its own, exactly as ``is_pretokenized=True``
-tokenises it inside a sentence (the pre-tokenizer splits on word boundaries first), so a corpus
-costs one tokenizer call per word type.
+Each distinct word is tokenised once, on its own, exactly as ``is_pretokenized=True`` tokenises
+it inside a sentence, so a corpus costs one tokenizer call per word type.
 
 A sentence whose subwords don't fit the model's limit is cut into overlapping windows at word
 boundaries. Every word is *owned* by exactly one window, the one where it sits nearest the
@@ -22,9 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from tagsure.data.batching import MAX_WORD_CHARS
+from tagsure.data.batching import (
+    batch_chars,
+    char_table,
+    label_indices,
+    sentence_offsets,
+    surface_types,
+    token_slots,
+)
 from tagsure.data.vocab import Vocabulary
-from tagsure.errors import ConfigError, InputError
+from tagsure.errors import ConfigError
 
 MAX_WORD_PIECES = 32  # a pathological token (a URL, a hash) keeps its first 32 subwords
 
@@ -102,15 +106,8 @@ class SubwordVectorizer:
     def encode(
         self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None
     ) -> EncodedSubwords:
-        lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
-        offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = [word for sentence in sentences for word in sentence]
-        type_index: dict[str, int] = {}
-        type_ids = np.fromiter(
-            (type_index.setdefault(w, len(type_index)) for w in flat), np.int64, count=len(flat)
-        )
-        types = list(type_index)
+        lengths, offsets = sentence_offsets(sentences)
+        type_ids, types = surface_types(sentences)
         pieces = self.word_pieces(types)
         type_piece_counts = np.fromiter(map(len, pieces), np.int64, count=len(types))
         type_piece_offsets = np.zeros(len(types) + 1, dtype=np.int64)
@@ -118,24 +115,10 @@ class SubwordVectorizer:
         type_pieces = np.fromiter(
             (i for p in pieces for i in p), np.int64, count=int(type_piece_offsets[-1])
         )
-        label_ids = None
-        if tags is not None:
-            try:
-                label_ids = np.fromiter(
-                    (self.label_index[t] for seq in tags for t in seq), np.int64, count=len(flat)
-                )
-            except KeyError as err:
-                raise InputError(
-                    f"tag {err.args[0]!r} is not one of the model's labels {self.labels}"
-                ) from None
+        label_ids = label_indices(self.label_index, self.labels, tags, len(type_ids))
         type_chars = type_lengths = None
         if self.chars is not None:
-            type_chars = np.zeros((len(types), MAX_WORD_CHARS), dtype=np.int64)
-            type_lengths = np.zeros(len(types), dtype=np.int64)
-            for i, word in enumerate(types):
-                ids = self.chars.indices(word[:MAX_WORD_CHARS])
-                type_chars[i, : len(ids)] = ids
-                type_lengths[i] = len(ids)
+            type_chars, type_lengths = char_table(self.chars, types)
         return EncodedSubwords(
             self.settings,
             self.content_length,
@@ -294,9 +277,7 @@ class EncodedSubwords:
             attention[w, : len(row)] = 1
             piece_word[w, : len(slots)] = np.where(slots >= 0, slots, B * T)
         first, last = window * S + first, window * S + last  # flat positions in (W * S)
-        positions = np.arange(T)
-        mask = positions[None, :] < lengths[:, None]  # (B, T)
-        flat = np.where(mask, self.offsets[ids][:, None] + positions[None, :], 0)  # (B, T)
+        mask, flat = token_slots(self.offsets[ids], lengths, T)
         tags = None
         if self.labels is not None:
             tags = torch.from_numpy(np.where(mask, self.labels[flat], 0))
@@ -313,12 +294,7 @@ class EncodedSubwords:
             sentence_ids=ids,
         )
         if self.type_chars is not None and self.type_lengths is not None:
-            unique_types, char_index = np.unique(self.type_ids[flat][mask], return_inverse=True)
-            char_width = max(int(self.type_lengths[unique_types].max()), 1)
-            char_rows = np.zeros(mask.shape, dtype=np.int64)
-            char_rows[mask] = char_index
-            batch.chars = torch.from_numpy(
-                np.ascontiguousarray(self.type_chars[unique_types, :char_width])
+            batch.chars, batch.char_index = batch_chars(
+                self.type_ids[flat][mask], mask, self.type_chars, self.type_lengths
             )
-            batch.char_index = torch.from_numpy(char_rows)
         return batch

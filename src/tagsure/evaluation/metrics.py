@@ -35,8 +35,6 @@ from typing import Any
 from tagsure.data.schemes import decode_spans, split_tag
 from tagsure.errors import TagError
 
-__all__ = ["PRF", "Metrics", "MetricsAccumulator", "evaluate"]
-
 
 @dataclass
 class PRF:

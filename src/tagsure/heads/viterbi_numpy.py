@@ -10,25 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagsure.heads.crf import FORBIDDEN
-
-
-def masked_scores(
-    transitions: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
-    transition_mask: np.ndarray,
-    start_mask: np.ndarray,
-    end_mask: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CRF's scores with forbidden moves set to FORBIDDEN, as ``CRF._scores`` does."""
-    f = np.float32(FORBIDDEN)
-    return (
-        np.where(transition_mask, transitions, f).astype(np.float32),
-        np.where(start_mask, start, f).astype(np.float32),
-        np.where(end_mask, end, f).astype(np.float32),
-    )
-
 
 def viterbi(
     emissions: np.ndarray,
@@ -38,7 +19,7 @@ def viterbi(
     end: np.ndarray,
 ) -> np.ndarray:
     """Best label path (B, T), 0 on padding. emissions (B, T, K) float32, mask (B, T) bool;
-    transitions (K, K) from -> to, start/end (K,), already masked (see masked_scores)."""
+    transitions (K, K) from -> to, start/end (K,), with forbidden moves already masked."""
     emissions = emissions.astype(np.float32, copy=False)
     batch, steps, k = emissions.shape
     score = start + emissions[:, 0]  # (B, K)

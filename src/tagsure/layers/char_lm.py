@@ -6,9 +6,8 @@ embedded by the forward model's hidden state after the word's last character and
 model's state after (reading right to left) the word's first character, so each vector has seen
 the whole sentence on one side and the word itself.
 
-Everything a model needs to rebuild itself, its character dictionary included, is in
-:class:`CharLMConfig`, which a tagger stores in its own config: the tagger's file carries its
-language models whole, and loading never looks for the original LM files.
+:class:`CharLMConfig` holds the character dictionary too and a tagger stores it in its own
+config, so loading a tagger never looks for the original LM files.
 """
 
 from __future__ import annotations

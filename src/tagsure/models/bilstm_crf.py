@@ -1,10 +1,9 @@
 """BiLSTM-CRF tagger: word + casing + character features, a BiLSTM, and a CRF or softmax head.
 
 The architecture follows Lample et al. (2016) and Ma & Hovy (2016), with contextual string
-embeddings from character language models as an option (Akbik et al., 2018). Everything the
-network needs to rebuild itself is in :class:`BiLSTMConfig`, including the head's output size
-and the language models' own configs and character dictionaries, so a reloaded model can never
-come back with a head of another size or without its language models.
+embeddings from character language models as an option (Akbik et al., 2018).
+:class:`BiLSTMConfig` holds the head's size and the LMs' configs and dictionaries, so a reloaded
+model can never come back with a head of another size or without its language models.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Word + casing (+ character) features, shared by the bodies that read word ids.
 
-:class:`WordFeatureFrame` is a :class:`~tagsure.models.frame.TaggerFrame` whose inputs are the
-:class:`~tagsure.data.batching.Vectorizer`'s vocabularies: it builds the ``words``, ``casing`` and
-``chars`` modules, gives their vectors (:meth:`WordFeatureFrame.word_features`), prepares the
-vocabularies from a corpus and writes them into the model document. A body on top of it builds
-only what comes after (a BiLSTM, attention blocks, a GRU).
+A body on :class:`WordFeatureFrame` gets the vocabularies, their embeddings and their place in
+the model document, and builds only what comes after (a BiLSTM, attention blocks, a GRU).
 """
 
 from __future__ import annotations

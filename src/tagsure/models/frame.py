@@ -1,13 +1,9 @@
 """The network every tagger shares: features -> body -> emission layer -> head.
 
-A *body* is a :class:`TaggerFrame` subclass. It builds its feature and body modules
-(:meth:`TaggerFrame.build`, in the order their weights are drawn), turns named input tensors into
-features (:meth:`~TaggerFrame.features`, (B, T, F)) and features into the vectors the emission
-layer reads (:meth:`~TaggerFrame.body`, (B, T, H)). It declares the tensors its graph takes
-(:meth:`~TaggerFrame.graph_input_names`, from its config alone, so ONNX Runtime needs no torch
-network) and whether each stage traces into one graph (``features_graph_safe``,
-``body_graph_safe``), which is all ``training/compiled.py`` needs. The frame owns the rest: the
-emission layer, the head (softmax or a CRF constrained by the tag scheme), loss and decoding.
+A *body* is a :class:`TaggerFrame` subclass: it builds its modules, computes features and
+body vectors, and declares its graph inputs and which stages are graph-safe, which is all
+``training/compiled.py`` and the ONNX export need. The frame owns the emission layer, the head
+(softmax or a CRF constrained by the tag scheme), loss and decoding.
 
 Modules are attributes of the frame itself (``words``, ``encoder``, ``emission``, ``head``), so
 the state-dict keys are the same for every body and never carry a body prefix.

@@ -1,20 +1,10 @@
 """A network's batch as a fixed list of named tensors: what an exported or compiled graph takes.
 
-A network reads a batch object (word ids, character ids, subword windows, character-LM inputs).
-A graph takes tensors only, so each network names the tensors it needs
-(``Network.graph_input_names(config)``, from its config alone), computes from them
-(``network.graph_outputs(inputs)``), and :func:`feeds` builds them from a batch. The same names
-serve the ONNX exporter, ONNX Runtime (which has no torch network) and ``torch.compile``.
-
-* BiLSTM and transformer taggers: ``words``, ``cases``, ``chars``, ``char_index``, ``mask``.
-* With character LMs, per LM *i*: ``lm{i}_ids`` (the sentences' characters as that LM reads them)
-  and ``lm{i}_positions`` (the state that embeds each word); the LMs run inside the graph. With
-  pooled LM embeddings (``char_lm_pooling = "mean"``), which average over a whole input, the
-  graph also takes ``lm_pooled`` and returns the batch's ``lm_features`` beside the emissions:
-  the runtime gets every sentence's LM features first, pools them, then tags.
-* Pretrained-encoder taggers: the subword windows (``input_ids``, ``attention_mask``), where
-  each word's subwords sit (``first``, ``last``, ``piece_word``, ``pieces``), ``mask``, and
-  ``chars``/``char_index`` with character features.
+A graph takes tensors only, so each network names the tensors it needs from its config alone
+(``graph_input_names``) and :func:`feeds` builds them from a batch: the same names serve the ONNX
+exporter, ONNX Runtime (which has no torch network) and ``torch.compile``. Character LMs run
+inside the graph on ``lm{i}_ids``/``lm{i}_positions``; pooled LM embeddings average over a whole
+input, so that graph also takes ``lm_pooled`` and returns ``lm_features`` beside the emissions.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Pretrained-transformer tagger: a Hugging Face encoder, optional character features, a linear or
 CRF head.
 
-The transformer's config (a JSON dict) lives in :class:`PretrainedConfig` and its tokenizer in
-the model document, so a saved tagger rebuilds from its own file with ``AutoModel.from_config``:
-no model directory, no network. The token head's size is always the label dictionary's size; it
-is a plain ``nn.Linear`` over pooled word vectors, never a model class's task head that a
-library could swap for another.
+The transformer's config and tokenizer are in the model file, so a saved tagger rebuilds from
+it alone (``AutoModel.from_config``). The head is a plain ``nn.Linear`` the size of the label
+dictionary, never a model class's task head that a library could swap for another.
 """
 
 from __future__ import annotations

@@ -5,10 +5,8 @@ A body registers itself where it is defined, as spaCy and thinc components do::
     @register("tagsure.BiLSTMCRF.v1", kind="bilstm")
     class BiLSTMTagger(WordFeatureFrame): ...
 
-A training config chooses one by its short ``kind`` (``[model] architecture = "bilstm"``); the
-model file records the versioned ``name``, so an old file keeps loading after a new version of
-an architecture is added. The built-in bodies' modules are imported on the first lookup (their
-optional dependencies, such as transformers, only when a network is built).
+A training config chooses one by its short ``kind``; the model file records the versioned
+``name``, so an old file keeps loading after a new version of an architecture is added.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from typing import Any, TypeVar
 import torch
 
 from tagsure.errors import ConfigError
-from tagsure.models.frame import Constraints, Resources, TaggerFrame
+from tagsure.models.frame import Constraints, TaggerFrame
 
 DEFAULT_KIND = "bilstm"
 BUILT_IN = (
@@ -43,10 +41,6 @@ class Architecture:
 
     def build(self, config: Any, constraints: Constraints) -> TaggerFrame:
         return self.network(config, constraints)
-
-    def prepare(self, settings: dict[str, Any], resources: Resources) -> tuple[Any, TaggerFrame]:
-        """(input vectorizer, network) sized to the data; ``settings``: the [model] table."""
-        return self.network.prepare(settings, resources)
 
     def vectorizer_to_document(self, vectorizer: Any) -> dict[str, Any]:
         return self.network.vectorizer_to_document(vectorizer)

@@ -1,10 +1,8 @@
 """Transformer tagger from scratch: word + casing (+ character CNN) features, positions, N
 pre-norm self-attention blocks, and a CRF or softmax head.
 
-The network is written to compile into one graph and to export to ONNX: :meth:`forward`
-takes plain tensors (no batch object, no lengths on the CPU), and padding is masked with tensor
-operations only (see ``layers/attention.py``). Everything needed to rebuild it is in
-:class:`TransformerConfig`, stored as JSON in the model file.
+It compiles into one graph and exports to ONNX: padding is masked with tensor operations only
+(see ``layers/attention.py``) and no lengths are needed on the CPU.
 """
 
 from __future__ import annotations

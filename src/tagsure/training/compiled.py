@@ -4,25 +4,15 @@
 the trainer and the tagger use (``loss``, ``emissions``, ``decode``, ``head.decode``,
 ``head.marginals``, ``config``, ``train``/``eval``), each running compiled code:
 
-* Every network is a frame (``models/frame.py``): features -> body -> emission layer -> head,
-  and says which stages trace into one graph. A graph-safe network (the transformer, the
-  pretrained encoder with a character CNN or none) compiles whole, ``fullgraph=True``, from
-  its named graph inputs (:mod:`tagsure.models.graph_inputs`): a graph break is an error,
-  never a silent fallback to eager mode. With a softmax head the loss joins it, so loss and
-  backward (AOT autograd) are one compiled region.
-* Any other network is a hybrid: its features compile if they are graph-safe (embeddings,
-  casing, character CNN, dropout), its body compiles if it is, and its output (emission layer,
-  a softmax loss) always compiles. The BiLSTM body runs eagerly between the regions, because
-  Dynamo does not trace ``nn.LSTM`` (``torch._dynamo.config.allow_rnn`` is off: it would be a
-  graph break) and the fused ATen LSTM kernel has nothing for Inductor to fuse. Character
-  LSTMs and character LMs make the features eager for the same reason (plus
-  ``pack_padded_sequence`` needs lengths on the CPU).
-* The CRF's forward algorithm and Viterbi are a Python loop over the T time steps. They *do*
-  compile with ``fullgraph=True`` (``crf_in_graph=True``; tests prove it), but Dynamo unrolls
-  the loop, so each length bucket is its own graph and Inductor spends minutes per bucket on
-  this machine compiling the unrolled loop and its backward; ``torch._higher_order_ops.scan``,
-  which would keep it rolled, fails in Inductor with dynamic shapes (torch 2.13). So by
-  default the CRF recursions run eagerly on the compiled emissions, outside the graph.
+* A graph-safe network (``models/frame.py``) compiles whole, ``fullgraph=True``, from its
+  named graph inputs: a graph break is an error, never a silent fallback to eager mode. With a
+  softmax head the loss (and its backward) joins the graph.
+* Otherwise each graph-safe stage compiles on its own and the rest runs eagerly: Dynamo does
+  not trace ``nn.LSTM`` (``allow_rnn`` is off) and the fused LSTM kernel has nothing for
+  Inductor to fuse; character LSTMs and LMs also need lengths on the CPU.
+* The CRF's loops over T do compile (``crf_in_graph=True``), but Dynamo unrolls them, so each
+  length bucket costs minutes of Inductor time, and ``scan`` fails with dynamic shapes (torch
+  2.13). By default the CRF runs eagerly on the compiled emissions.
 
 Shapes are dynamic (``dynamic=True``), so a new batch size or sentence length does not
 recompile the network. Batches are padded to a multiple of :data:`PAD_MULTIPLE` tokens and to
@@ -61,13 +51,8 @@ def padded_width(width: int, multiple: int = PAD_MULTIPLE) -> int:
 
 
 def pad_batch(batch: Batch, multiple: int = PAD_MULTIPLE) -> Batch:
-    """The batch padded so that no size is 0 or 1 and T is a multiple of ``multiple``.
-
-    Dynamo specialises sizes 0 and 1 (a batch of one sentence, a token of one character would
-    each compile a graph of their own), so B, U and L are padded to at least 2: an extra fully
-    padded sentence, an extra empty token, an extra empty character position. All of it is
-    masked, so the real tokens' results are unchanged.
-    """
+    """The batch padded (masked) so that no size is 0 or 1, which Dynamo specialises, and T is
+    a multiple of ``multiple``."""
     extra = padded_width(batch.words.shape[1], multiple) - batch.words.shape[1]
     rows = max(0, 2 - batch.words.shape[0])
 
@@ -93,12 +78,8 @@ def pad_batch(batch: Batch, multiple: int = PAD_MULTIPLE) -> Batch:
 
 
 def crf_width(steps: Any) -> int:
-    """The power of two (at least PAD_MULTIPLE) that a CRF's time loop is unrolled to.
-
-    Inside a compiled region ``steps`` is symbolic; the comparisons guard on a range of T
-    (16 < T <= 32, say) rather than on its value, so one graph serves every length in the
-    bucket, and a corpus needs about log2(longest sentence) graphs, not one per length.
-    """
+    """The power of two (at least PAD_MULTIPLE) a CRF's time loop unrolls to: on a symbolic
+    ``steps`` the comparisons guard on a range of T, so one graph serves a bucket of lengths."""
     width = PAD_MULTIPLE
     while width < steps:
         width *= 2
@@ -110,18 +91,18 @@ def head_loss(
 ) -> torch.Tensor:
     """``head.loss`` with a CRF's steps padded to :func:`crf_width` (padding is masked)."""
     if isinstance(head, CRF):
-        extra = crf_width(emissions.shape[1]) - emissions.shape[1]
-        emissions = F.pad(emissions, (0, 0, 0, extra))  # (B, T, K) -> (B, W, K)
-        tags, mask = F.pad(tags, (0, extra)), F.pad(mask, (0, extra))  # (B, W)
+        emissions, tags, mask = _pad_steps(emissions, tags, mask, min_rows=0)
     return head.loss(emissions, tags, mask)
 
 
-def _pad_steps(emissions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # CRF loops unroll to a power of two (crf_width); B is padded to >= 2 like pad_batch.
+def _pad_steps(
+    emissions: torch.Tensor, *masks: torch.Tensor, min_rows: int = 2
+) -> tuple[torch.Tensor, ...]:
+    """Emissions (B, T, K) and (B, T) tensors padded to W = crf_width(T) steps, B >= min_rows."""
     extra = crf_width(emissions.shape[1]) - emissions.shape[1]
-    rows = max(0, 2 - emissions.shape[0])
-    # (B, T, K) -> (B', W, K); (B, T) -> (B', W)
-    return F.pad(emissions, (0, 0, 0, extra, 0, rows)), F.pad(mask, (0, extra, 0, rows))
+    rows = max(0, min_rows - emissions.shape[0])
+    padded = [F.pad(m, (0, extra, 0, rows)) for m in masks]
+    return F.pad(emissions, (0, 0, 0, extra, 0, rows)), *padded
 
 
 def _within_limit(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -26,12 +26,10 @@ from tagsure.layers.char_lm import CharLanguageModel, CharLMConfig, build_dictio
 from tagsure.storage.lm_file import save_lm
 from tagsure.training.config import LMTrainConfig
 from tagsure.training.log import LMEpochRecord, format_lm_record
-from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_resume_state
+from tagsure.training.resume_state import load_resume_state
+from tagsure.training.run import LoggingProgress, Run, RunProgress, Step
 
 logger = logging.getLogger(__name__)
-
-
-LMProgress = RunProgress[LMEpochRecord]
 
 
 def read_training_text(config: LMTrainConfig) -> str:
@@ -63,7 +61,7 @@ def split_holdout(text: str, fraction: float) -> tuple[str, str]:
 def train_lm(
     config: LMTrainConfig,
     out: str | Path,
-    progress: LMProgress | None = None,
+    progress: RunProgress[LMEpochRecord] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
 ) -> list[LMEpochRecord]:
@@ -90,13 +88,15 @@ def train_lm(
 
 
 def resume_lm(
-    checkpoint_dir: str | Path, progress: LMProgress | None = None, epochs: int | None = None
+    checkpoint_dir: str | Path,
+    progress: RunProgress[LMEpochRecord] | None = None,
+    epochs: int | None = None,
 ) -> list[LMEpochRecord]:
     """Continue the LM training run whose checkpoint is in ``checkpoint_dir``.
 
     With ``epochs``, the run goes on to that many epochs in all (to extend a finished run).
     """
-    checkpoint = read_resume_state(checkpoint_dir)
+    checkpoint = load_resume_state(checkpoint_dir)
     document = checkpoint.document
     config = LMTrainConfig(**document["config"])
     if epochs is not None:

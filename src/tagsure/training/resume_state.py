@@ -1,13 +1,9 @@
 """The resume state of a training run: model, best model, optimizer, RNG and loop state.
 
-Not to be confused with the foreign checkpoints of :mod:`tagsure.storage.foreign`: this is
-tagsure's own file for continuing an interrupted run exactly. One safetensors document
-(``DIR/checkpoint.safetensors``), written atomically: tensors for the weights and optimizer
-moments, and a JSON document in its metadata for everything else (the run's config, the model
-document, the loop counters and history). No pickle: a resume state is as safe to open as a
-model file. Resuming restores all of it, replays the interrupted epoch's batch order from
-``(seed, epoch)`` and skips the batches already done, so a CPU run killed and resumed ends with
-the same weights, bit for bit, as one that never stopped.
+Not the foreign checkpoints of :mod:`tagsure.storage.foreign`: tagsure's own file for
+continuing a run exactly. One safetensors document written atomically, tensors plus a JSON
+document (config, model document, counters, history) in its metadata: no pickle, so it is as
+safe to open as a model file.
 """
 
 from __future__ import annotations
@@ -19,14 +15,6 @@ from typing import Any
 import torch
 
 from tagsure.storage.document import DocumentKind, read_document, write_document
-
-__all__ = [
-    "RESUME_STATE",
-    "RESUME_STATE_NAME",
-    "ResumeState",
-    "load_resume_state",
-    "save_resume_state",
-]
 
 #: The file name inside a run's resume directory (kept from when it was called a checkpoint).
 RESUME_STATE_NAME = "checkpoint.safetensors"

@@ -1,12 +1,9 @@
-"""The loop every training run shares: epochs of steps, the deadline, checkpoints, the best
-snapshot, progress and exact resume. A trainer subclasses :class:`Run` and supplies its batches,
-its step, its epoch record and score, and what its checkpoint holds besides the counters.
+"""The loop every training run shares: epochs, deadline, checkpoints, best snapshot, progress.
 
-Resume is exact: a checkpoint holds all that decides the next step (weights, optimizer, torch's
-RNG, counters, tensors a trainer carries) and a trainer's batch order depends only on the seed
-and the epoch, so a resumed run replays the epoch's batches and skips those done. Data-parallel
-training plugs in here: shard ``epoch_batches`` by rank, set ``writes`` false on all ranks but
-the first, and make ``out_of_time`` agree across ranks.
+Resume is exact: a checkpoint holds all that decides the next step and a trainer's batch order
+depends only on the seed and the epoch, so a resumed run replays the epoch and skips the batches
+done. Data-parallel training plugs in here: shard ``epoch_batches`` by rank, set ``writes``
+false on all ranks but the first, and make ``out_of_time`` agree across ranks.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 import torch
 
 from tagsure.training.log import MetricsLog
-from tagsure.training.resume_state import ResumeState, load_resume_state, save_resume_state
+from tagsure.training.resume_state import ResumeState, save_resume_state
 
 
 class EpochRecordLike(Protocol):  # a dataclass, logged as JSON
@@ -81,10 +78,6 @@ class RunState:
     epoch_tokens: int = 0
     epoch_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)  # the epoch records so far
-
-
-def read_resume_state(directory: str | Path) -> ResumeState:  # the one reader of resume state
-    return load_resume_state(directory)
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
-from tagsure.data.schemes import TagScheme, split_tag
+from tagsure.data.schemes import TagScheme, label_set, split_tag
 from tagsure.errors import ConfigError
 from tagsure.layers.words import read_word_vectors
 from tagsure.models import registry
 from tagsure.models.bilstm_crf import CHAR_LM_FILES
-from tagsure.models.frame import TaggerFrame
+from tagsure.models.frame import Resources, TaggerFrame
 from tagsure.training.config import TrainConfig
 
 
@@ -39,17 +39,15 @@ def prepare_model(
     labels = label_set(sorted(types), scheme)
     architecture = registry.by_kind(config.architecture)
     settings = {k: v for k, v in config.model.items() if k != "architecture"}
-    resources = registry.Resources(corpus, labels, scheme, config.data.min_word_count)
+    resources = Resources(corpus, labels, scheme, config.data.min_word_count)
     load_resources(resources, architecture.network.resources, settings)
-    vectorizer, model = architecture.prepare(settings, resources)
+    vectorizer, model = architecture.network.prepare(settings, resources)
     if config.data.word_vectors:
         load_word_vectors(model, vectorizer, config.data.word_vectors)
     return vectorizer, model
 
 
-def load_resources(
-    resources: registry.Resources, needed: tuple[str, ...], settings: dict[str, Any]
-) -> None:
+def load_resources(resources: Resources, needed: tuple[str, ...], settings: dict[str, Any]) -> None:
     """Load the files a network's ``prepare`` needs; their paths leave ``settings``."""
     if "char_lms" in needed:
         from tagsure.storage.lm_file import load_lm
@@ -70,17 +68,6 @@ def load_word_vectors(model: nn.Module, vectorizer: Any, path: str | os.PathLike
         )
         with torch.no_grad():
             words.weight.copy_(vectors)
-
-
-def label_set(types: list[str], scheme: TagScheme) -> list[str]:
-    """Every label the scheme can produce for these entity types, "O" first."""
-    prefixes = {
-        TagScheme.IOB1: "BI",
-        TagScheme.IOB2: "BI",
-        TagScheme.BIOES: "BIES",
-        TagScheme.BILOU: "BILU",
-    }[scheme]
-    return ["O"] + [f"{p}-{t}" for t in types for p in prefixes]
 
 
 def build_optimizer(

@@ -17,11 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tagsure.data.batching import (
-    bucketed_batches,
-    shuffled_batches,
-    split_by_padding,
-)
+from tagsure.data.batching import bucketed_batches, shuffled_batches, split_by_padding
 from tagsure.data.conll import Corpus
 from tagsure.data.schemes import TagScheme, convert
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
@@ -30,7 +26,8 @@ from tagsure.storage.model_file import describe, tagger_from_document
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
 from tagsure.training.log import EpochRecord, format_record, plot_curve
-from tagsure.training.run import LoggingProgress, Run, RunProgress, Step, read_resume_state
+from tagsure.training.resume_state import load_resume_state
+from tagsure.training.run import LoggingProgress, Run, RunProgress, Step
 from tagsure.training.schedule import apply_schedule
 from tagsure.training.setup import build_optimizer, prepare_model, read_corpora
 
@@ -47,13 +44,10 @@ class TrainResult:
     stop_reason: str
 
 
-Progress = RunProgress[EpochRecord]
-
-
 def train(
     config: TrainConfig,
     out: str | Path | None = None,
-    progress: Progress | None = None,
+    progress: RunProgress[EpochRecord] | None = None,
     corpora: tuple[Corpus, Corpus | None] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
@@ -81,14 +75,16 @@ def train(
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
 
 
-def resume(checkpoint_dir: str | Path, progress: Progress | None = None) -> TrainResult:
+def resume(
+    checkpoint_dir: str | Path, progress: RunProgress[EpochRecord] | None = None
+) -> TrainResult:
     """Continue the run whose checkpoint is in ``checkpoint_dir``, exactly where it stopped.
 
     Example:
         >>> from tagsure.training.trainer import resume                   # doctest: +SKIP
         >>> result = resume("runs/conll03")                               # doctest: +SKIP
     """
-    checkpoint = read_resume_state(checkpoint_dir)
+    checkpoint = load_resume_state(checkpoint_dir)
     document = checkpoint.document
     config = TrainConfig.from_dict(document["config"])
     tagger = tagger_from_document(document["model"], checkpoint.model, str(checkpoint_dir), Tagger)
@@ -127,12 +123,9 @@ class _Run(Run[np.ndarray, EpochRecord]):
             vectorizer.encode([s.tokens for s in dev_corpus.sentences]) if dev_corpus else None
         )
         self.dev_metrics: Metrics | None = None  # of the epoch just closed
-        # Features that don't change while training (frozen character LMs): computed once.
-        frozen_features = getattr(tagger.model, "frozen_features", None)
-        if frozen_features is not None:
-            for data in (self.train_data, self.dev_data):
-                if data is not None:
-                    data.features = frozen_features(data)
+        for data in (self.train_data, self.dev_data):  # frozen character LMs: computed once
+            if data is not None:
+                tagger._attach_features(data)
         opt, model = config.training, tagger.model
         optimizer = build_optimizer(
             model,
