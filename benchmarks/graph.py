@@ -149,7 +149,8 @@ def prediction(kind: str, model_file: str, args: argparse.Namespace) -> dict[str
 def model_settings(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """[model] settings of a fresh tagger of ``kind`` for the training-throughput phase."""
     if kind == "pretrained":
-        from tests.hf_models import find_minilm
+        sys.path.insert(0, str(REPO))  # the repository root: tests/ holds the MiniLM locator
+        from tests.hf_models import find_minilm  # noqa: E402
 
         return {"architecture": "pretrained", "pretrained": str(args.pretrained or find_minilm())}
     if kind == "bilstm+char-lms":

@@ -113,7 +113,9 @@ def train_bilstm(work: Path, minutes: float, quick: bool) -> Path:
 
 def train_minilm(work: Path, minutes: float) -> Path:
     from tagsure import TrainConfig, train
-    from tagsure.models.pretrained_tagger import find_minilm
+
+    sys.path.insert(0, str(REPO))  # the repository root: tests/ holds the MiniLM locator
+    from tests.hf_models import find_minilm  # noqa: E402
 
     directory = find_minilm()
     if directory is None:

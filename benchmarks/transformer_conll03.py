@@ -84,7 +84,9 @@ def run_transformers(args: argparse.Namespace) -> dict:
     )
 
     from tagsure.data.schemes import label_set
-    from tests.hf_models import find_minilm
+
+    sys.path.insert(0, str(REPO))  # the repository root: tests/ holds the MiniLM locator
+    from tests.hf_models import find_minilm  # noqa: E402
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -178,7 +180,9 @@ def run_transformers(args: argparse.Namespace) -> dict:
 
 def tagsure_config(args: argparse.Namespace, best: bool):
     from tagsure import TrainConfig
-    from tests.hf_models import find_minilm
+
+    sys.path.insert(0, str(REPO))  # the repository root: tests/ holds the MiniLM locator
+    from tests.hf_models import find_minilm  # noqa: E402
 
     model = {"architecture": "pretrained", "pretrained": str(find_minilm()), "pooling": "first"}
     training = {
