@@ -78,7 +78,7 @@ def check_text(value: object, max_chars: int = MAX_CHARS) -> tuple[str | None, s
     """
     if isinstance(value, Unreadable):
         return None, value.reason
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or type(value).__name__ == "NAType" or _is_nan(value):
         return None, "no text (null, or no such field)"
     if isinstance(value, bytes | bytearray | memoryview):
         try:
@@ -99,6 +99,10 @@ def check_text(value: object, max_chars: int = MAX_CHARS) -> tuple[str | None, s
             "split the document or raise max_chars"
         )
     return value, None
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def tag_texts(

@@ -153,7 +153,7 @@ def predict(
         float, typer.Option(help="With --engine ray: GPUs per actor (0: CPU actors).")
     ] = 0.0,
 ) -> None:
-    """Tag documents with a trained model, streaming: memory stays bounded by --batch-size."""
+    """Tag raw text or a CoNLL file (or JSON lines, Parquet); streams in --batch-size rows."""
     if engine == "ray":
         commands.predict_ray(
             model,
