@@ -203,11 +203,12 @@ def run_row(row: str, model: Path, corpus: Path) -> dict:
         from tagsure.integrations.ray import TagsurePredictor
 
         actors = 1 if row == "ray-1actor" else 2
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # 2 cores for the actors, plus the logical CPU Ray Data's Parquet reads wait for
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().execution_options.preserve_order = True
 
         def tag(path: str) -> int:
-            dataset = ray.data.read_parquet(path).map_batches(
+            dataset = ray.data.read_parquet(path, ray_remote_args={"num_cpus": 0}).map_batches(
                 TagsurePredictor,
                 fn_constructor_kwargs={"model": str(model), "threads": 2 // actors},
                 concurrency=actors,
@@ -218,7 +219,7 @@ def run_row(row: str, model: Path, corpus: Path) -> dict:
             return sum(len(r) for r in dataset.select_columns(["entities"]).to_arrow_refs())
 
         tiny = corpus / "parquet" / "part-0.parquet"  # start-up: actors start and load once
-        ray.data.read_parquet(str(tiny)).limit(20).map_batches(
+        ray.data.read_parquet(str(tiny), ray_remote_args={"num_cpus": 0}).limit(20).map_batches(
             TagsurePredictor, fn_constructor_kwargs={"model": str(model)}, concurrency=actors
         ).take_all()
         t1 = time.perf_counter()

@@ -33,7 +33,8 @@ def local_ray():
     import tests.test_ray
 
     cloudpickle.register_pickle_by_value(tests.test_ray)  # DiesOnce, below, travels by value
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # 2 cores for 2 actors, plus the logical CPU Parquet reads wait for (as predict_folder does)
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     yield
     ray.shutdown()

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +142,15 @@ def predict_folder(
         raise ConfigError(f"Ray writes jsonl or parquet, not {output_format!r}")
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        # Locally, one logical CPU beyond the cores: actors take a CPU each, and Ray Data's
+        # Parquet reads wait for a free one (with every CPU in an actor they would wait forever).
+        cpus = None if address else (os.cpu_count() or 1) + 1
+        ray.init(address=address, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         read = {"json": ray.data.read_json, "parquet": ray.data.read_parquet}
-        dataset = read.get(kind, ray.data.read_text)(files)
+        io_args = {"ray_remote_args": {"num_cpus": 0}}
+        dataset = read.get(kind, ray.data.read_text)(files, **io_args)
         tagged = dataset.map_batches(
             TagsurePredictor,
             fn_constructor_kwargs={
@@ -160,9 +165,9 @@ def predict_folder(
             num_gpus=num_gpus or None,
         )
         if output_format == "parquet":
-            tagged.write_parquet(dest)
+            tagged.write_parquet(dest, **io_args)
         else:
-            tagged.write_json(dest)
+            tagged.write_json(dest, **io_args)
         logger.info("tagged %d files of %s into %s", len(files), source, dest)
         return dest
     finally:

@@ -48,9 +48,7 @@ def tagsure_udf(
         def predict(texts: np.ndarray) -> list[dict[str, Any]]:
             results = tag_texts(predictor, texts.tolist(), max_chars)
             # predict_batch_udf wants each array field as a 1-D ndarray, each scalar non-null
-            return [
-                {"entities": _objects(r.entities), "error": r.error or ""} for r in results
-            ]
+            return [{"entities": _objects(r.entities), "error": r.error or ""} for r in results]
 
         return predict
 
