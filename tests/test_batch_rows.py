@@ -101,3 +101,10 @@ def test_the_spark_type_lists_the_struct_fields_in_order() -> None:
 )
 def test_sniffing_tells_jsonl_from_text_and_conll(head: list[str], kind: str) -> None:
     assert sniff_lines(head) == kind
+
+
+def test_an_already_split_contraction_gives_no_empty_token() -> None:
+    from tagsure.data.text import split_sentences
+
+    tokens = [t.text for t in split_sentences("You do n't keep it .")[0]]
+    assert tokens == ["You", "do", "n't", "keep", "it", "."]

@@ -31,6 +31,8 @@ def split_sentences(text: str) -> list[list[Token]]:
     for sentence in split_single(text):
         tokens: list[Token] = []
         for word in split_contractions(word_tokenizer(sentence)):
+            if not word:  # segtok splits an already split "do n't" into "do", "", "n't"
+                continue
             start = text.find(word, cursor)
             if start < 0:  # the tokenizer normalised the token; keep it, without moving on
                 start, end = cursor, cursor
