@@ -216,7 +216,8 @@ def run_row(row: str, model: Path, corpus: Path) -> dict:
                 batch_size=256,
                 batch_format="pyarrow",
             )
-            return sum(len(r) for r in dataset.select_columns(["entities"]).to_arrow_refs())
+            batches = dataset.select_columns(["entities"]).iter_batches(batch_format="pyarrow")
+            return sum(batch.num_rows for batch in batches)  # consumed as it streams
 
         tiny = corpus / "parquet" / "part-0.parquet"  # start-up: actors start and load once
         ray.data.read_parquet(str(tiny), ray_remote_args={"num_cpus": 0}).limit(20).map_batches(
