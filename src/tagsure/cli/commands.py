@@ -8,19 +8,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagsure.cli.progress import TqdmProgress
+from tagsure.cli.progress import PredictProgress, TqdmProgress
 from tagsure.data.conll import load_corpus, read_conll
-from tagsure.data.formats import INPUT_FORMATS, sniff_format
 from tagsure.errors import TagsureError
 from tagsure.evaluation.verify import differences
+from tagsure.predictors import PredictorSpec
+from tagsure.rows import MAX_CHARS
 from tagsure.storage.atomic import atomic_writer
+from tagsure.streaming import (
+    BATCH_SIZE,
+    JsonlSink,
+    ParquetSink,
+    Source,
+    open_source,
+    predict_stream,
+)
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
+from tagsure.workers import threads_per_worker
 from tagsure.writers import OUTPUT_FORMATS, Predictor, tag_file
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
@@ -98,6 +109,15 @@ def evaluate(model: Path, data: Path, as_json: bool) -> None:
     print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    workers: int = 1
+    batch_size: int = BATCH_SIZE
+    text_field: str = "text"
+    max_chars: int = MAX_CHARS
+    progress: bool = False
+
+
 def predict(
     model: Path,
     data: Path,
@@ -106,20 +126,93 @@ def predict(
     out: Path | None,
     compile_model: bool = False,
     onnx: bool = False,
+    options: StreamOptions = StreamOptions(),
 ) -> None:
+    source = open_source(str(data), input_format)
+    if source.format == "conll":
+        return predict_conll(model, source, output_format, out, compile_model, onnx)
+    if options.workers < 1 or options.batch_size < 1:
+        raise CommandFailed("--workers and --batch-size must be at least 1", 2)
+    wanted = output_format or (
+        "parquet" if source.format == "parquet" or str(out).endswith(".parquet") else "jsonl"
+    )
+    if wanted not in ("jsonl", "parquet"):
+        raise CommandFailed(f"{source.format} input is written as jsonl or parquet: {wanted}?", 2)
+    if not model.exists():
+        raise FileNotFoundError(f"{model}: no such model file")
+    threads = threads_per_worker(options.workers) if options.workers > 1 else None
+    spec = PredictorSpec(str(model), True if onnx else None, compile=compile_model, threads=threads)
+    to_stdout = out is None or str(out) == "-"
+    with (
+        contextlib.nullcontext(sys.stdout.buffer)
+        if out is None or to_stdout
+        else atomic_writer(out, "wb")
+    ) as handle:
+        sink = ParquetSink(handle) if wanted == "parquet" else JsonlSink(handle)
+        with PredictProgress(enabled=True if options.progress else None) as bar:
+            stats = predict_stream(
+                spec,
+                source.chunks(options.text_field, options.batch_size),
+                sink,
+                options.workers,
+                options.max_chars,
+                bar.update,
+            )
+    if stats.errors:
+        print(f"tagsure: {stats.errors} of {stats.rows} rows have an error field", file=sys.stderr)
+
+
+def predict_conll(
+    model: Path,
+    source: Source,
+    output_format: str,
+    out: Path | None,
+    compile_model: bool,
+    onnx: bool,
+) -> None:
+    """CoNLL sentences, as before streaming predict: a sentence per block, gold tags kept."""
     tagger = load_any_tagger(model, compile_model, onnx)
-    if str(data) == "-":  # the reader and the sniffer want a file; spool standard input
+    data = source.path
+    if data is None:  # the CoNLL reader wants a file; spool standard input
         with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as spool:
-            spool.write(sys.stdin.buffer.read())
-        data = Path(spool.name)
-    kind = input_format if input_format != "auto" else sniff_format(data)
-    if kind not in INPUT_FORMATS:
-        raise CommandFailed(f"unknown input format {input_format!r}; use auto, conll or text", 2)
-    output_format = output_format or ("conll" if kind == "conll" else "jsonl")
+            spool.writelines(source.lines or [])
+        data = spool.name
+    output_format = output_format or "conll"
     if output_format not in OUTPUT_FORMATS:
         raise CommandFailed(f"unknown output format {output_format!r}; use conll or jsonl", 2)
     with atomic_writer(out, "w") if out else contextlib.nullcontext(sys.stdout) as handle:
-        tag_file(tagger, data, kind, output_format, handle)
+        tag_file(tagger, data, "conll", output_format, handle)
+
+
+def predict_ray(
+    model: Path,
+    data: Path,
+    out: Path | None,
+    output_format: str,
+    text_field: str,
+    actors: int,
+    batch_size: int,
+    max_chars: int,
+    address: str | None,
+    num_gpus: float,
+) -> None:
+    from tagsure.integrations.ray import predict_folder
+
+    if out is None:
+        raise CommandFailed("--engine ray writes a folder: give it with --out", 2)
+    written = predict_folder(
+        str(model),
+        str(data),
+        str(out),
+        output_format=output_format or None,
+        text_column=text_field,
+        concurrency=actors,
+        batch_size=batch_size,
+        max_chars=max_chars,
+        address=address,
+        num_gpus=num_gpus,
+    )
+    print(f"tagged {written} rows into {out}", file=sys.stderr)
 
 
 def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:

@@ -15,6 +15,8 @@ import typer
 
 from tagsure.cli import commands, serve
 from tagsure.errors import TagsureError
+from tagsure.rows import MAX_CHARS
+from tagsure.streaming import BATCH_SIZE
 
 app = typer.Typer(
     help="Train, evaluate and use named-entity taggers that load exactly as they were trained.",
@@ -97,11 +99,12 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
+    model: Annotated[Path, typer.Argument(help="A .tagsure model file (or .onnx).")],
     data: Annotated[
         Path,
         typer.Argument(
-            help="Raw text (one document per line) or a CoNLL file; '-' reads standard input."
+            help="Raw text (one document per line), JSON lines, Parquet or a CoNLL file; '-' "
+            "reads standard input. With --engine ray: a folder of JSONL or Parquet files."
         ),
     ],
     output_format: Annotated[
@@ -109,20 +112,75 @@ def predict(
         typer.Option(
             "--format",
             help="conll: token [gold] predicted per line; jsonl: entities per input line / "
-            "sentence. Default: conll for CoNLL input, jsonl for text.",
+            "sentence / record; parquet. Default: conll for CoNLL input, parquet for Parquet "
+            "input or an --out ending in .parquet, else jsonl.",
         ),
     ] = "",
-    input_format: Annotated[str, typer.Option("--input", help="auto, conll or text.")] = "auto",
-    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    input_format: Annotated[
+        str, typer.Option("--input", help="auto, conll, text, jsonl or parquet.")
+    ] = "auto",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write here instead of stdout ('-' is stdout; a folder for Ray)."),
+    ] = None,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="Run inference under torch.compile.")
     ] = False,
     onnx: Annotated[
         bool, typer.Option("--onnx", help="MODEL is an .onnx file: run it with ONNX Runtime.")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(help="Processes tagging in parallel, each loading the model once.")
+    ] = 1,
+    batch_size: Annotated[
+        int, typer.Option(help="Documents read, tagged and written at a time (bounds memory).")
+    ] = BATCH_SIZE,
+    text_field: Annotated[
+        str, typer.Option(help="The text field of JSONL records / column of Parquet files.")
+    ] = "text",
+    max_chars: Annotated[
+        int, typer.Option(help="Longer documents get an error field instead of entities.")
+    ] = MAX_CHARS,
+    progress: Annotated[
+        bool, typer.Option("--progress", help="Show words/s on stderr even when not a TTY.")
+    ] = False,
+    engine: Annotated[
+        str, typer.Option(help="local (this machine's processes) or ray (Ray Data).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="With --engine ray: the cluster (default: local Ray).")
+    ] = None,
+    num_gpus: Annotated[
+        float, typer.Option(help="With --engine ray: GPUs per actor (0: CPU actors).")
+    ] = 0.0,
 ) -> None:
-    """Tag raw text or a CoNLL file with a trained model."""
-    commands.predict(model, data, output_format, input_format, out, compile_model, onnx)
+    """Tag raw text or a CoNLL file (or JSON lines, Parquet); streams in --batch-size rows."""
+    if engine == "ray":
+        commands.predict_ray(
+            model,
+            data,
+            out,
+            output_format,
+            text_field,
+            workers,
+            batch_size,
+            max_chars,
+            address,
+            num_gpus,
+        )
+        return
+    if engine != "local":
+        raise typer.BadParameter(f"unknown engine {engine!r}; use local or ray")
+    commands.predict(
+        model,
+        data,
+        output_format,
+        input_format,
+        out,
+        compile_model,
+        onnx,
+        commands.StreamOptions(workers, batch_size, text_field, max_chars, progress),
+    )
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""A live progress bar for training (loss, tokens/s, ETA) and a line per epoch."""
+"""Live progress bars: training (loss, tokens/s, ETA, a line per epoch) and prediction (words/s)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,24 @@ class TqdmProgress:
 class TqdmLMProgress(TqdmProgress):
     loss_name, rate_name = "bpc", "chars_s"
     format: Callable[[Any], str] = staticmethod(format_lm_record)
+
+
+class PredictProgress:
+    """Rows and words/s of a streaming predict on stderr; ``enabled`` None: only on a TTY."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.bar = tqdm(
+            unit=" words", unit_scale=True, disable=None if enabled is None else not enabled
+        )
+        self.rows = 0
+
+    def update(self, rows: int, words: int) -> None:
+        self.rows += rows
+        self.bar.set_postfix_str(f"{self.rows:,} rows", refresh=False)
+        self.bar.update(words)
+
+    def __enter__(self) -> PredictProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()

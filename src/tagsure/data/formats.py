@@ -1,4 +1,5 @@
-"""Which kind of input a file is: a CoNLL column file (tagged or token-only) or raw text.
+"""Which kind of input a file is: a CoNLL column file (tagged or token-only), raw text, JSON
+lines or Parquet.
 
 Example:
     >>> import tempfile, pathlib
@@ -10,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Literal
 
@@ -17,8 +19,9 @@ from tagsure.data.conll import DOCSTART, ColumnFormat
 from tagsure.data.schemes import split_tag
 from tagsure.errors import TagError
 
-InputFormat = Literal["conll", "text"]
-INPUT_FORMATS: tuple[InputFormat, ...] = ("conll", "text")
+InputFormat = Literal["conll", "text", "jsonl", "parquet"]
+INPUT_FORMATS: tuple[InputFormat, ...] = ("conll", "text", "jsonl", "parquet")
+PARQUET_MAGIC = b"PAR1"
 
 
 def read_head(path: str | os.PathLike[str], size: int = 65536) -> list[str]:
@@ -28,8 +31,23 @@ def read_head(path: str | os.PathLike[str], size: int = 65536) -> list[str]:
 
 
 def sniff_format(path: str | os.PathLike[str]) -> InputFormat:
-    """CoNLL when the first lines are columns ending in a tag or one token each, else text."""
-    head = read_head(path)
+    """Parquet by its magic bytes; else as :func:`sniff_lines` judges the first lines."""
+    with open(path, "rb") as handle:
+        if handle.read(4) == PARQUET_MAGIC:
+            return "parquet"
+    return sniff_lines(read_head(path))
+
+
+def sniff_lines(head: list[str]) -> InputFormat:
+    """JSON lines when the first line is a JSON object; CoNLL when the first lines are columns
+    ending in a tag or one token each; else text."""
+    first = next((line.strip() for line in head if line.strip()), "")
+    if first.startswith("{"):
+        try:
+            if isinstance(json.loads(first), dict):
+                return "jsonl"
+        except json.JSONDecodeError:
+            pass
     lines = [line.split() for line in head[:200] if line.strip()]
     lines = [fields for fields in lines if fields[0] != DOCSTART][:50]
     if not lines:

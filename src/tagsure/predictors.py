@@ -1,0 +1,70 @@
+"""Which tagger a model path names, as a small picklable value that each worker loads once.
+
+Batch engines (worker processes, Ray actors, Spark Python workers) must not ship a loaded model
+to their workers: they ship a :class:`PredictorSpec` and call :meth:`PredictorSpec.load` there.
+
+Example:
+    >>> spec = PredictorSpec("model.onnx")
+    >>> spec.is_onnx, spec.verify
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tagsure.errors import ConfigError
+from tagsure.writers import Predictor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """A model file and how to run it: ``.onnx`` files under ONNX Runtime, others with torch.
+
+    ``threads`` caps the intra-op threads of this worker (one per core it owns, so N workers on
+    N cores do not oversubscribe); ``device`` is ``cpu`` or an accelerator such as ``cuda``.
+    """
+
+    path: str
+    onnx: bool | None = None  # None: decide by the file's suffix
+    verify: bool = True
+    compile: bool = False
+    threads: int | None = None
+    device: str | None = None
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.onnx if self.onnx is not None else self.path.endswith(".onnx")
+
+    def load(self) -> Predictor:
+        """The tagger, loaded (and, for a .tagsure file, its fingerprint verified) here."""
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.is_onnx:
+            if self.compile:
+                raise ConfigError(f"{self.path}: an ONNX model cannot be run under torch.compile")
+            from tagsure.serving.onnx_runtime import OnnxTagger
+
+            return OnnxTagger(self.path, threads=self.threads)
+        from tagsure.tagger import Tagger
+
+        tagger = Tagger.load(self.path, verify=self.verify)
+        if self.device and self.device != "cpu":
+            move = getattr(tagger, "to", None)
+            if move is None:  # Tagger has no device API yet (see docs/scale.md)
+                raise ConfigError(
+                    f"{self.path}: this tagsure version runs taggers on the CPU only; "
+                    "drop the device setting (or num_gpus) to tag on CPU workers"
+                )
+            tagger = move(self.device)
+        if self.compile:
+            from tagsure.training.compiled import compile_tagger
+
+            tagger = compile_tagger(tagger)
+        logger.info("loaded %s (%s)", self.path, type(tagger).__name__)
+        return tagger
