@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -120,3 +121,17 @@ def train_tiny_lms(folder: Path, text: Path, epochs: int = 1, **settings: int) -
         train_lm(config, path)
         paths.append(path)
     return paths
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in this process, as `tagsure ARGS` would: (exit code, stdout, stderr)."""
+    from tagsure.cli.main import main
+
+    sys.argv = ["tagsure", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -14,29 +14,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tagsure.cli.main import main
 from tagsure.data.records import Chunk
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import entities_arrow_type
 from tagsure.streaming import JsonlSink, open_source, predict_stream
 from tagsure.workers import ordered_map
 from tests.batch_helpers import batch_models, documents, expected_rows, same_entities
+from tests.helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return batch_models(tmp_path_factory)
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    sys.argv = ["tagsure", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_jsonl(path: Path, texts: list[object]) -> Path:

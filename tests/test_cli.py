@@ -9,22 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tagsure.cli.main import main
 from tests.helpers import BUNDLED
+from tests.helpers import run_cli as run
 
 TEST_FILE = BUNDLED / "wikiann-en-test.txt"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in this process, as `tagsure ARGS` would."""
-    sys.argv = ["tagsure", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize(
