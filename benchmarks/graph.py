@@ -1,6 +1,6 @@
 """Eager PyTorch vs torch.compile vs ONNX Runtime on CoNLL-2003 dev, for every tagger type.
 
-    /work/tools/bench-exclusive.sh .venv/bin/python benchmarks/graph.py     # ~25 minutes
+    .venv/bin/python benchmarks/graph.py     # ~25 minutes
 
 1. Trains the transformer tagger from scratch on CoNLL-2003 train (eager, ``--minutes``,
    best-on-dev) and a BiLSTM-CRF (``--bilstm-minutes``, only so that its tags are meaningful).
