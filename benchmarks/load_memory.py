@@ -4,13 +4,15 @@ Builds a BiLSTM-CRF tagger sized to all of CoNLL-2003 train (its ~21k-word vocab
 word embeddings, a 512-unit BiLSTM: a file of tens of MB; the weights are as initialised, since
 their values don't change the memory), saves it, and then, in a fresh process for each way of
 loading, measures the resident set just before loading (after the imports) and its high-water
-mark after (``VmHWM``), cold (baseline right after the imports) and warm (after a tiny tagger
-was loaded and run once, so torch's one-off costs, kernel code pages and allocator pools, are
-not counted as the file's). ``read_model_file`` maps the file and touches every tensor. The bar:
-peak minus baseline at most 1.2x the file size. ``Tagger.load`` also re-runs the fingerprint
-probe, a forward pass; the row "then predict" shows that a first prediction after a load
-without the check reaches the same peak: the rest is the forward pass's own working memory
-(oneDNN packs a copy of the LSTM weights on each call), not the file's.
+mark after (``VmHWM``), from three baselines: cold (right after the imports), warm (after a tiny
+tagger was loaded and run once, so torch's one-off costs, kernel code pages and allocator pools,
+are not counted as the file's) and twin (after a model of the same shapes was loaded, run and
+dropped, its memory trimmed and the high-water mark reset: the math libraries' buffer pools,
+sized by the matrix shapes, are then warm too, as for a server's next model).
+``read_model_file`` maps the file and touches every tensor. The bar: peak minus baseline at most
+1.2x the file size. ``Tagger.load`` also re-runs the fingerprint probe (one sentence at a time on
+one thread, oneDNN off, so no weight copy is packed); the row "then predict" is a first batched
+prediction after a load without the check: oneDNN packs a copy of the LSTM weights on each call.
 
     .venv/bin/python benchmarks/load_memory.py          # ~1 minute
 """
@@ -31,7 +33,7 @@ RESULTS = REPO / "benchmarks" / "results"
 
 # Run in a fresh interpreter: imports first, then the baseline, then one way of loading.
 _MEASURE = """
-import sys, torch
+import ctypes, gc, sys, torch
 from tagsure import Tagger
 from tagsure.storage.model_file import read_model_file
 torch.set_num_threads(1)
@@ -41,9 +43,17 @@ def status(field):
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
 
-how, path, warm, small = sys.argv[1:5]
+how, path, warm, small, twin = sys.argv[1:6]
 if warm == "warm":  # torch's one-off costs (kernel code pages, pools) are not the file's:
     Tagger.load(small).predict(["Peter lives in Berlin ."])  # a tiny tagger, run once
+elif warm == "twin":  # a same-shaped model loaded, run and dropped: math-library pools warm
+    tagger = Tagger.load(twin)
+    tagger.predict(["Peter lives in Berlin ."])
+    del tagger
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed memory back to the system, not reused
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset VmHWM to the current RSS
 baseline = status("VmRSS")
 if how == "Tagger.load":
     Tagger.load(path)
@@ -64,8 +74,9 @@ WAYS = (
     "Tagger.load(verify=False), then predict",
     "read_model_file",
 )
-# cold: baseline right after the imports; warm: after a tiny tagger was loaded and run once.
-WARM = ("cold", "warm")
+# cold: baseline right after the imports; warm: after a tiny tagger was loaded and run once;
+# twin: after a model of the same shapes was loaded, run and dropped (a server's second model).
+WARM = ("cold", "warm", "twin")
 
 
 def build_model(path: Path, train: Path, word_dim: int = 300, hidden_size: int = 512) -> None:
@@ -91,9 +102,9 @@ def build_model(path: Path, train: Path, word_dim: int = 300, hidden_size: int =
     tagger.save(path)
 
 
-def measure(path: Path, how: str, warm: str, small: Path) -> dict[str, float]:
+def measure(path: Path, how: str, warm: str, small: Path, twin: Path) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, how, str(path), warm, str(small)],
+        [sys.executable, "-c", _MEASURE, how, str(path), warm, str(small), str(twin)],
         check=True,
         capture_output=True,
         text=True,
@@ -118,11 +129,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "large.tagsure"
         small = Path(work) / "small.tagsure"
+        twin = Path(work) / "twin.tagsure"
         build_model(path, args.train)
+        build_model(twin, args.train)  # the same shapes, other weights
         build_model(
             small, REPO / "src" / "tagsure" / "data" / "bundled" / "wikiann-en-train.txt", 16, 16
         )
-        rows = {f"{how}, {warm}": measure(path, how, warm, small) for how in WAYS for warm in WARM}
+        rows = {
+            f"{how}, {warm}": measure(path, how, warm, small, twin) for how in WAYS for warm in WARM
+        }
     print(
         f"{'load':<46} {'file MB':>8} {'base MB':>8} {'peak MB':>8} {'added MB':>9} {'x file':>7}"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,27 @@ def test_verify_command_reports_and_fails_on_change(tiny_model: Path, tmp_path: 
     assert bad.returncode == 1
     assert "DIFFERENT: emission scores differ" in bad.stdout
     assert bad.stderr.startswith(f"tagsure: {forged}: verification failed")
+
+
+def test_the_fingerprint_is_exact_whatever_thread_count_checks_it(tiny_model: Path) -> None:
+    # Saved by a process with the default threads; checked by processes with 1 and 3: the probe
+    # runs on one thread, so its emissions are bit-identical (the check held at tolerance 0).
+    script = (
+        "import sys, torch\n"
+        "from tagsure.storage import fingerprint\n"
+        "from tagsure import Tagger\n"
+        "torch.set_num_threads(int(sys.argv[2]))\n"
+        "tagger = Tagger.load(sys.argv[1], verify=False)\n"
+        "check = fingerprint.verify(tagger, tagger.metadata['fingerprint'])\n"
+        "print(check.ok, check.identical_emissions, check.tolerance, torch.get_num_threads())\n"
+    )
+    for threads in ("1", "3"):
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tiny_model), threads],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert out == ["True", "True", "0.0", threads]
+    stored = json.loads(read_safetensors_header(tiny_model)["__metadata__"]["tagsure"])
+    assert stored["fingerprint"]["method"] == "sentence"

@@ -3,13 +3,19 @@
 Loading re-runs the probe, so a model not fully saved or rebuilt differently is refused. CPU
 kernels round differently, so emissions are compared bit for bit only on the platform that
 saved the file, and within :data:`CROSS_PLATFORM_TOLERANCE` elsewhere (tags always exactly).
+
+The probe runs one sentence per forward pass, on one thread, with oneDNN off (``method``
+"sentence"): a oneDNN LSTM call packs a copy of its weights, so the batched probe of older files
+(``method`` "batched", still honoured) peaks at ~1.6x the file's size while loading; this way
+~1.1x. PyTorch's own kernels round by thread count, hence the one thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import platform as _platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,12 +56,14 @@ class Fingerprint:
     emissions_sha256: str
     emissions: torch.Tensor  # (probe tokens, labels), all probe sentences concatenated
     platform: dict[str, str] | None = None  # where it was taken; None in older files
+    method: str = "sentence"  # how the probe was run; older files: "batched"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "sentences": self.sentences,
             "tags": self.tags,
             "emissions_sha256": self.emissions_sha256,
+            "method": self.method,
         }
         if self.platform is not None:
             data["platform"] = self.platform
@@ -64,7 +72,8 @@ class Fingerprint:
     @classmethod
     def from_json(cls, data: dict[str, Any], emissions: torch.Tensor) -> Fingerprint:
         sentences, tags, sha = data["sentences"], data["tags"], data["emissions_sha256"]
-        return cls(sentences, tags, sha, emissions, data.get("platform"))
+        method = data.get("method", "batched")
+        return cls(sentences, tags, sha, emissions, data.get("platform"), method)
 
 
 @dataclass
@@ -100,8 +109,7 @@ def choose_probe(sentences: Sequence[Sequence[str]], tokens: int = PROBE_TOKENS)
 
 def take(tagger: Probed, sentences: list[list[str]]) -> Fingerprint:
     """The fingerprint of ``tagger`` on ``sentences``, now."""
-    emissions = probe_emissions(tagger, sentences)
-    tags, _ = tagger.tag(sentences)
+    emissions, tags = run_probe(tagger, sentences, "sentence")
     return Fingerprint(sentences, tags, digest(emissions), emissions, current_platform())
 
 
@@ -114,7 +122,7 @@ def verify(
     if tolerance is None:
         tolerance = 0.0 if same_platform else CROSS_PLATFORM_TOLERANCE
     result = Verification(tolerance=tolerance, same_platform=same_platform)
-    emissions = probe_emissions(tagger, fingerprint.sentences)
+    emissions, tags = run_probe(tagger, fingerprint.sentences, fingerprint.method)
     result.identical_emissions = digest(emissions) == fingerprint.emissions_sha256
     if emissions.shape != fingerprint.emissions.shape:
         result.problems.append(
@@ -128,7 +136,6 @@ def verify(
             f"emission scores differ from those at save time (max abs difference "
             f"{result.max_abs_difference:.3g}, tolerance {tolerance:g})"
         )
-    tags, _ = tagger.tag(fingerprint.sentences)
     wrong = [
         (i, j)
         for i, (a, b) in enumerate(zip(tags, fingerprint.tags, strict=True))
@@ -145,8 +152,32 @@ def verify(
     return result
 
 
-def probe_emissions(tagger: Probed, sentences: list[list[str]]) -> torch.Tensor:
-    return torch.cat(tagger.emissions(sentences)).contiguous()
+def run_probe(
+    tagger: Probed, sentences: list[list[str]], method: str
+) -> tuple[torch.Tensor, list[list[str]]]:
+    """Emissions (all sentences concatenated) and tags of ``tagger`` on the probe."""
+    if method == "batched":
+        return torch.cat(tagger.emissions(sentences)).contiguous(), tagger.tag(sentences)[0]
+    if method != "sentence":
+        raise ValueError(f"unknown fingerprint method {method!r}")
+    with _native_kernels():
+        emissions = [tagger.emissions([sentence])[0] for sentence in sentences]
+        tags = [tagger.tag([sentence])[0][0] for sentence in sentences]
+    return torch.cat(emissions).contiguous(), tags
+
+
+@contextmanager
+def _native_kernels() -> Iterator[None]:
+    """oneDNN off (its LSTM packs a weight copy per call), one thread (the result is then the
+    same whatever thread count the process runs)."""
+    mkldnn, threads = bool(torch.backends.mkldnn.enabled), torch.get_num_threads()
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a property setter
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = mkldnn  # type: ignore[assignment]
 
 
 def digest(emissions: torch.Tensor) -> str:
