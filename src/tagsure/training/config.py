@@ -39,6 +39,9 @@ class DataConfig:
     tag_scheme: str = "BIOES"  # the scheme the model predicts in; output uses the data's own
     min_word_count: int = 1
     word_vectors: str | None = None  # local word2vec / GloVe / fastText text file
+    # None: every word of word_vectors joins the vocabulary; N: the first N rows (the files
+    # list words most frequent first), bounding the embedding's memory and step time
+    max_vectors: int | None = None
 
 
 @dataclass
