@@ -19,6 +19,7 @@ from tagsure.evaluation.verify import differences
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS
 from tagsure.storage.atomic import atomic_writer
+from tagsure.storage.model_card import parse_card_options
 from tagsure.streaming import (
     BATCH_SIZE,
     JsonlSink,
@@ -55,6 +56,7 @@ def train(
     checkpoint_dir: Path | None,
     checkpoint_every: int,
     resume_dir: Path | None,
+    card: list[str] | None = None,
 ) -> None:
     if resume_dir is not None:
         result = resume(resume_dir, progress=TqdmProgress())
@@ -67,6 +69,8 @@ def train(
         for name, value in overrides.items():
             if value is not None:
                 setattr(config.training, name, value)
+        for name, text in parse_card_options(card or []).items():
+            setattr(config.card, name, text)
         result = run_training(
             config,
             out=out,

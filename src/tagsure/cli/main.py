@@ -70,6 +70,13 @@ def train(
     compile_steps: Annotated[
         bool, typer.Option("--compile", help="Run the training steps under torch.compile.")
     ] = False,
+    card: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A model-card field, KEY=VALUE (name, description, language, license, "
+            "training_data, intended_use, limitations, authors); repeat it. Overrides [card]."
+        ),
+    ] = None,
 ) -> None:
     """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
 
@@ -83,7 +90,7 @@ def train(
         "compile": True if compile_steps else None,
     }
     commands.train(
-        train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume
+        train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume, card
     )
 
 
