@@ -99,9 +99,16 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
     data: Annotated[Path, typer.Argument(help="A tagged CoNLL file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write this HTML page: every sentence, entities highlighted, errors "
+            "(wrong type, spurious, missed) marked."
+        ),
+    ] = None,
 ) -> None:
     """Score a model on a tagged file: entity precision/recall/F1 per type, as conlleval counts."""
-    commands.evaluate(model, data, as_json)
+    commands.evaluate(model, data, as_json, html)
 
 
 @app.command()
@@ -119,8 +126,9 @@ def predict(
         typer.Option(
             "--format",
             help="conll: token [gold] predicted per line; jsonl: entities per input line / "
-            "sentence / record; parquet. Default: conll for CoNLL input, parquet for Parquet "
-            "input or an --out ending in .parquet, else jsonl.",
+            "sentence / record; parquet; html: one page, entities highlighted. Default: conll "
+            "for CoNLL input, parquet for Parquet input or an --out ending in .parquet, else "
+            "jsonl.",
         ),
     ] = "",
     input_format: Annotated[
