@@ -212,9 +212,14 @@ class Tagger:
             results.append(prediction)
         return results
 
-    def evaluate(self, corpus: Corpus | Iterable[Sentence]) -> Metrics:
+    def evaluate(
+        self,
+        corpus: Corpus | Iterable[Sentence],
+        on_tagged: Callable[[Sentence, list[str]], None] | None = None,
+    ) -> Metrics:
         """Entity-level metrics (as conlleval counts them) on a corpus or a stream of sentences,
-        consumed in chunks (as :func:`tagsure.read_conll` yields them)."""
+        consumed in chunks (as :func:`tagsure.read_conll` yields them); ``on_tagged(sentence,
+        predicted_tags)`` sees each sentence as it is scored (``evaluate --html`` draws it)."""
         sentences = corpus.sentences if isinstance(corpus, Corpus) else corpus
         accumulator = MetricsAccumulator()
         for chunk in chunked(sentences, EVALUATE_CHUNK):
@@ -223,6 +228,8 @@ class Tagger:
             predicted, _ = self.tag([s.tokens for s in chunk])
             for sentence, tags in zip(chunk, predicted, strict=True):
                 accumulator.add(sentence.tags or [], tags)
+                if on_tagged is not None:
+                    on_tagged(sentence, tags)
         return accumulator.result()
 
     # -- storage ------------------------------------------------------------------------------

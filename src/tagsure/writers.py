@@ -2,7 +2,8 @@
 
 Two layouts: ``jsonl``, one JSON object per input line or sentence (its entities, with their
 character offsets for raw text), and ``conll``, one ``token [gold] predicted`` line per token
-and a blank line after each sentence.
+and a blank line after each sentence; and ``html``, one page with the entities highlighted
+(:mod:`tagsure.writers_html`).
 
 Example:
     >>> import io
@@ -16,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -24,9 +26,10 @@ from typing import IO, Any, Literal, Protocol
 from tagsure.data.conll import Sentence, read_conll
 from tagsure.data.formats import InputFormat, column_format_of
 from tagsure.tagger import Prediction, chunked
+from tagsure.writers_html import html_predictions
 
-OutputFormat = Literal["conll", "jsonl"]
-OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("conll", "jsonl")
+OutputFormat = Literal["conll", "jsonl", "html"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("conll", "jsonl", "html")
 CHUNK = 2048  # sentences or lines tagged at a time, so large inputs stream
 
 
@@ -77,11 +80,21 @@ def tag_file(
 
     The file is read and tagged ``chunk_size`` items at a time, so memory does not grow with it.
     """
-    if input_format == "conll":
-        for sentences in chunked(read_conll(path, column_format_of(path)), chunk_size):
-            predictions = tagger.predict([s.tokens for s in sentences])
-            write_predictions(sentences, predictions, output_format, out)
-    else:
-        with open(path, encoding="utf-8-sig") as text:
-            for lines in chunked((line.rstrip("\r\n") for line in text), chunk_size):
-                write_predictions(lines, tagger.predict(lines), output_format, out)
+    with _writer(output_format, out, os.fspath(path)) as write:
+        if input_format == "conll":
+            for sentences in chunked(read_conll(path, column_format_of(path)), chunk_size):
+                write(sentences, tagger.predict([s.tokens for s in sentences]))
+        else:
+            with open(path, encoding="utf-8-sig") as text:
+                for lines in chunked((line.rstrip("\r\n") for line in text), chunk_size):
+                    write(lines, tagger.predict(lines))
+
+
+def _writer(output_format: OutputFormat, out: IO[str], title: str) -> Any:
+    """A context giving ``write(inputs, predictions)``: one HTML page (writers_html), or
+    records / CoNLL blocks written as they come."""
+    if output_format == "html":
+        return html_predictions(out, title)
+    return contextlib.nullcontext(
+        lambda inputs, predictions: write_predictions(inputs, predictions, output_format, out)
+    )

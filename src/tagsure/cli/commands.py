@@ -19,6 +19,7 @@ from tagsure.evaluation.verify import differences
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS
 from tagsure.storage.atomic import atomic_writer
+from tagsure.storage.model_card import parse_card_options
 from tagsure.streaming import (
     BATCH_SIZE,
     JsonlSink,
@@ -33,6 +34,7 @@ from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
 from tagsure.workers import threads_per_worker
 from tagsure.writers import OUTPUT_FORMATS, Predictor, tag_file
+from tagsure.writers_html import HtmlSink
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
 DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
@@ -55,6 +57,7 @@ def train(
     checkpoint_dir: Path | None,
     checkpoint_every: int,
     resume_dir: Path | None,
+    card: list[str] | None = None,
 ) -> None:
     if resume_dir is not None:
         result = resume(resume_dir, progress=TqdmProgress())
@@ -67,6 +70,8 @@ def train(
         for name, value in overrides.items():
             if value is not None:
                 setattr(config.training, name, value)
+        for name, text in parse_card_options(card or []).items():
+            setattr(config.card, name, text)
         result = run_training(
             config,
             out=out,
@@ -103,10 +108,28 @@ def lm_train(
     print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")
 
 
-def evaluate(model: Path, data: Path, as_json: bool) -> None:
+def evaluate(model: Path, data: Path, as_json: bool, html: Path | None = None) -> None:
     tagger = Tagger.load(model)
-    metrics = tagger.evaluate(read_conll(data))  # streamed: memory does not grow with the file
+    if html is None:
+        metrics = tagger.evaluate(read_conll(data))  # streamed: memory stays one chunk's
+    else:
+        metrics = evaluate_html(tagger, model, data, html)
     print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
+
+
+def evaluate_html(tagger: Tagger, model: Path, data: Path, html: Path) -> Any:
+    """Evaluate, drawing every sentence with its errors marked into the page ``html``."""
+    from tagsure.writers_html import HtmlPage, error_summary
+
+    note = f"{model.name} on {data.name}: wrong type, spurious and missed entities marked"
+    with atomic_writer(html, "w") as handle:
+        page = HtmlPage(handle, f"tagsure evaluate: {data.name}", note)
+        scheme = tagger.output_scheme
+        metrics = tagger.evaluate(
+            read_conll(data), lambda s, tags: page.add_evaluated(s, tags, scheme)
+        )
+        page.close(f"{error_summary(page)}; F1 {100 * metrics.micro.f1:.2f}")
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -136,8 +159,10 @@ def predict(
     wanted = output_format or (
         "parquet" if source.format == "parquet" or str(out).endswith(".parquet") else "jsonl"
     )
-    if wanted not in ("jsonl", "parquet"):
-        raise CommandFailed(f"{source.format} input is written as jsonl or parquet: {wanted}?", 2)
+    if wanted not in ("jsonl", "parquet", "html"):
+        raise CommandFailed(
+            f"{source.format} input is written as jsonl, parquet or html: {wanted}?", 2
+        )
     if not model.exists():
         raise FileNotFoundError(f"{model}: no such model file")
     threads = threads_per_worker(options.workers) if options.workers > 1 else None
@@ -148,7 +173,9 @@ def predict(
         if out is None or to_stdout
         else atomic_writer(out, "wb")
     ) as handle:
-        sink = ParquetSink(handle) if wanted == "parquet" else JsonlSink(handle)
+        sink: Any = ParquetSink(handle) if wanted == "parquet" else JsonlSink(handle)
+        if wanted == "html":
+            sink = HtmlSink(handle, f"tagsure predict: {data.name}")
         with PredictProgress(enabled=True if options.progress else None) as bar:
             stats = predict_stream(
                 spec,
@@ -179,7 +206,7 @@ def predict_conll(
         data = spool.name
     output_format = output_format or "conll"
     if output_format not in OUTPUT_FORMATS:
-        raise CommandFailed(f"unknown output format {output_format!r}; use conll or jsonl", 2)
+        raise CommandFailed(f"unknown output format {output_format!r}; use conll, jsonl or html", 2)
     with atomic_writer(out, "w") if out else contextlib.nullcontext(sys.stdout) as handle:
         tag_file(tagger, data, "conll", output_format, handle)
 

@@ -70,6 +70,13 @@ def train(
     compile_steps: Annotated[
         bool, typer.Option("--compile", help="Run the training steps under torch.compile.")
     ] = False,
+    card: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A model-card field, KEY=VALUE (name, description, language, license, "
+            "training_data, intended_use, limitations, authors); repeat it. Overrides [card]."
+        ),
+    ] = None,
 ) -> None:
     """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
 
@@ -83,7 +90,7 @@ def train(
         "compile": True if compile_steps else None,
     }
     commands.train(
-        train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume
+        train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume, card
     )
 
 
@@ -92,9 +99,16 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
     data: Annotated[Path, typer.Argument(help="A tagged CoNLL file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write this HTML page: every sentence, entities highlighted, errors "
+            "(wrong type, spurious, missed) marked."
+        ),
+    ] = None,
 ) -> None:
     """Score a model on a tagged file: entity precision/recall/F1 per type, as conlleval counts."""
-    commands.evaluate(model, data, as_json)
+    commands.evaluate(model, data, as_json, html)
 
 
 @app.command()
@@ -112,8 +126,9 @@ def predict(
         typer.Option(
             "--format",
             help="conll: token [gold] predicted per line; jsonl: entities per input line / "
-            "sentence / record; parquet. Default: conll for CoNLL input, parquet for Parquet "
-            "input or an --out ending in .parquet, else jsonl.",
+            "sentence / record; parquet; html: one page, entities highlighted. Default: conll "
+            "for CoNLL input, parquet for Parquet input or an --out ending in .parquet, else "
+            "jsonl.",
         ),
     ] = "",
     input_format: Annotated[

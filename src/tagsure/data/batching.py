@@ -57,17 +57,27 @@ class Vectorizer:
 
     @classmethod
     def from_corpus(
-        cls, corpus: Corpus, labels: Sequence[str], lowercase: bool = True, min_word_count: int = 1
+        cls,
+        corpus: Corpus,
+        labels: Sequence[str],
+        lowercase: bool = True,
+        min_word_count: int = 1,
+        extra_words: Sequence[str] = (),
     ) -> Vectorizer:
-        """Word and character vocabularies of a training corpus."""
+        """Word and character vocabularies of a training corpus; ``extra_words`` (already
+        normalised: the words of a vectors file) follow the corpus's words in the vocabulary."""
         words: Counter[str] = Counter()
         chars: Counter[str] = Counter()
         for sentence in corpus.sentences:
             for token in sentence.tokens:
                 words[normalise_word(token, lowercase)] += 1
                 chars.update(token)
+        vocabulary = Vocabulary.from_counts(words, min_word_count)
+        if extra_words:
+            new = [word for word in dict.fromkeys(extra_words) if word not in vocabulary]
+            vocabulary = Vocabulary(vocabulary.items + new)
         return cls(
-            Vocabulary.from_counts(words, min_word_count),
+            vocabulary,
             Vocabulary.from_counts(chars),
             labels,
             lowercase,

@@ -1,7 +1,10 @@
 """Read CoNLL-style column files, one sentence at a time, with errors that name file and line.
 
 A column file has one token per line, whitespace- or tab-separated columns, a blank line between
-sentences, and optionally ``-DOCSTART-`` lines between documents. We read it as bytes and decode
+sentences, and optionally ``-DOCSTART-`` lines between documents (CoNLL-2002/2003) and ``#``
+comment lines (CoNLL-U, Universal NER). A byte-order mark at the start of any line is ignored:
+files joined with ``cat`` carry one where each began. A file whose first token line holds a tab
+is tab-separated, so its tokens may hold spaces (WikiANN, UNER). We read it as bytes and decode
 line by line so that a bad byte is reported with its line number instead of failing somewhere
 inside the codec, and so that memory stays proportional to one sentence, not to the file.
 
@@ -24,6 +27,7 @@ from tagsure.data.schemes import TagScheme, detect_scheme, split_tag
 from tagsure.errors import TagError, TagsureError
 
 DOCSTART = "-DOCSTART-"
+BOM = "\ufeff"
 
 
 class CorpusError(TagsureError, ValueError):
@@ -52,9 +56,10 @@ class ColumnFormat:
     """How to read a column file.
 
     ``tag_column`` is None for untagged input (token per line). Column indices may be negative
-    (``-1`` is the last column, the CoNLL-2003 NER tag). ``separator`` None splits on runs of
-    whitespace (CoNLL-2003); ``"\\t"`` splits on single tabs (WikiANN), where tokens may hold
-    spaces and an empty field is an error.
+    (``-1`` is the last column, the CoNLL-2003 NER tag). ``separator`` None chooses by the
+    first token line: single tabs when it holds one (WikiANN: tokens may hold spaces), else runs
+    of whitespace (CoNLL-2003); ``"\\t"`` always splits on single tabs, where an empty field is
+    an error.
     """
 
     token_column: int = 0
@@ -95,6 +100,7 @@ def read_conll(
     tags: list[str] = []
     first_line = 0
     columns: int | None = None
+    separator = fmt.separator
     document = 0
     sentences = 0
 
@@ -116,18 +122,20 @@ def read_conll(
                 raise CorpusError(
                     path,
                     number,
-                    f"not valid UTF-8 (byte {err.start + 1} of the line); "
-                    "re-encode the file as UTF-8",
+                    f"not valid UTF-8 (byte {err.start + 1} of the line); re-encode the file "
+                    "as UTF-8, e.g. `iconv -f latin1 -t utf-8` for CoNLL-2002's Latin-1 files",
                 ) from None
-            if number == 1:
-                line = line.removeprefix("\ufeff")
-            line = line.rstrip("\r\n")
+            line = line.lstrip(BOM).rstrip("\r\n")
             if not line.strip():
                 if (sentence := flush()) is not None:
                     sentences += 1
                     yield sentence
                 continue
-            fields = line.split(fmt.separator) if fmt.separator else line.split()
+            if columns is None and separator is None:
+                separator = separator_of(line)  # the first token line decides
+            fields = split_fields(line, separator, fmt.separator is None)
+            if is_comment(fields, fmt.tag_column, columns):
+                continue
             if fields[0] == DOCSTART:
                 if (sentence := flush()) is not None:
                     sentences += 1
@@ -177,6 +185,43 @@ def read_conll(
         yield sentence
     if sentences == 0:
         raise CorpusError(path, None, "no sentences found (is the file empty?)")
+
+
+def separator_of(line: str) -> str | None:
+    """The separator a file chooses on its first token line: a tab if it holds one."""
+    return "\t" if "\t" in line.strip() else None
+
+
+def split_fields(line: str, separator: str | None, lenient: bool = True) -> list[str]:
+    """The columns of a token line: on ``separator``, or on runs of whitespace when None.
+
+    ``lenient`` (a separator chosen by the file, not the user) ignores spaces around tab-separated
+    fields and at the end of the line.
+    """
+    if separator is None:
+        return line.split()
+    if lenient:
+        return [field.strip() for field in line.rstrip().split(separator)]
+    return line.split(separator)
+
+
+def is_comment(fields: list[str], tag_column: int | None, columns: int | None) -> bool:
+    """Whether a line's ``fields`` are a ``#`` comment (CoNLL-U's ``# sent_id = 1``, ``# text =
+    ...``), not a token line whose token is ``#``: a comment is a line that starts with ``#``
+    and does not look like the file's token lines (their number of columns and a valid tag)."""
+    if not fields[0].startswith("#"):
+        return False
+    if len(fields) >= 3 and fields[2] == "=":  # "# key = value"
+        return True
+    if columns is not None and len(fields) != columns:
+        return True
+    if tag_column is None:
+        return False
+    try:
+        split_tag(fields[tag_column])
+    except (TagError, IndexError):
+        return True
+    return len(fields) < 2  # "#hashtag B-MISC" is a token line
 
 
 def _language_prefix(token: str) -> str:

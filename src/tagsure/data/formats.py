@@ -15,7 +15,7 @@ import json
 import os
 from typing import Literal
 
-from tagsure.data.conll import DOCSTART, ColumnFormat
+from tagsure.data.conll import BOM, DOCSTART, ColumnFormat, is_comment, separator_of, split_fields
 from tagsure.data.schemes import split_tag
 from tagsure.errors import TagError
 
@@ -48,8 +48,7 @@ def sniff_lines(head: list[str]) -> InputFormat:
                 return "jsonl"
         except json.JSONDecodeError:
             pass
-    lines = [line.split() for line in head[:200] if line.strip()]
-    lines = [fields for fields in lines if fields[0] != DOCSTART][:50]
+    lines = token_lines(head[:200])[:50]
     if not lines:
         return "text"
     widths = {len(fields) for fields in lines}
@@ -65,7 +64,17 @@ def sniff_lines(head: list[str]) -> InputFormat:
     return "conll"
 
 
+def token_lines(head: list[str]) -> list[list[str]]:
+    """The fields of the token lines among ``head``, split as :func:`read_conll` splits them:
+    no blank, ``-DOCSTART-`` or ``#`` comment lines, byte-order marks dropped."""
+    lines = [line.lstrip(BOM) for line in head]
+    lines = [line for line in lines if line.strip()]
+    separator = next((separator_of(line) for line in lines if not line.startswith("#")), None)
+    fields = [split_fields(line, separator) for line in lines]
+    return [f for f in fields if f[0] != DOCSTART and not is_comment(f, -1, None)]
+
+
 def column_format_of(path: str | os.PathLike[str]) -> ColumnFormat:
     """How to read a CoNLL file: token-only when its first line has one column, else tagged."""
-    first = next((line for line in read_head(path) if line.strip()), "")
-    return ColumnFormat(tag_column=None) if len(first.split()) == 1 else ColumnFormat()
+    first = next(iter(token_lines(read_head(path))), [])
+    return ColumnFormat(tag_column=None) if len(first) == 1 else ColumnFormat()

@@ -19,8 +19,11 @@ from tagsure.data.schemes import TagScheme, split_tag
 from tagsure.data.subwords import SubwordSettings, SubwordVectorizer, pretokenized_ready
 from tagsure.errors import ConfigError, ModelFileError
 from tagsure.heads.crf import CRF
+from tagsure.models import registry
 from tagsure.models.frame import Constraints
 from tagsure.models.pretrained_tagger import PretrainedConfig, PretrainedSource, PretrainedTagger
+from tagsure.storage.model_card import build_card, card_markdown
+from tagsure.version import __version__
 
 if TYPE_CHECKING:
     from tagsure.tagger import Tagger
@@ -212,6 +215,7 @@ def export_hf(tagger: Tagger, directory: str | Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(out)
     _write_tokenizer(vectorizer, out)
+    _write_card(tagger, out)
     if config.head == "crf":
         _write_crf(tagger, out)
     logger.info("exported %d labels to %s", len(labels), out)
@@ -237,6 +241,20 @@ def _write_tokenizer(vectorizer: SubwordVectorizer, out: Path) -> None:
     (out / "tokenizer_config.json").write_text(
         json.dumps(tokenizer_config, indent=2, ensure_ascii=False), encoding="utf-8"
     )
+
+
+def _write_card(tagger: Tagger, out: Path) -> None:
+    """The model card as README.md, as the Hugging Face Hub shows it."""
+    about = {
+        "architecture": f"{registry.architecture_of(tagger.model).name} exported by tagsure",
+        "tag scheme": tagger.model_scheme.value,
+        "labels": ", ".join(tagger.labels),
+        "tagsure version": str(tagger.metadata.get("versions", {}).get("tagsure", __version__)),
+    }
+    if tagger.model.config.head == "crf":
+        about["CRF"] = f"transitions in {CRF_FILE}; transformers arg-maxes the logits instead"
+    card = build_card(tagger.metadata)
+    (out / "README.md").write_text(card_markdown(card, tagger.labels, about), encoding="utf-8")
 
 
 def _write_crf(tagger: Tagger, out: Path) -> None:

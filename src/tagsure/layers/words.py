@@ -1,18 +1,12 @@
-"""Word embeddings, trained from scratch or initialised from a local word-vector text file."""
+"""Word dropout and locked dropout, the regularisers of word features (pretrained vectors are
+read by :mod:`tagsure.data.word_vectors`)."""
 
 from __future__ import annotations
-
-import logging
-import os
 
 import torch
 from torch import nn
 
-from tagsure.data.features import normalise_word
 from tagsure.data.vocab import Vocabulary
-from tagsure.errors import InputError
-
-logger = logging.getLogger(__name__)
 
 
 class WordDropout(nn.Module):
@@ -50,41 +44,3 @@ class LockedDropout(nn.Module):
             return x
         keep = torch.rand(x.shape[0], 1, x.shape[2]) >= self.p
         return x * keep / (1 - self.p)
-
-
-def read_word_vectors(
-    path: str | os.PathLike[str], vocab: Vocabulary, dim: int, lowercase: bool = True
-) -> tuple[torch.Tensor, int]:
-    """Rows for ``vocab`` from a word2vec / GloVe / fastText text file; unseen rows stay random.
-
-    Returns the ``(len(vocab), dim)`` matrix and how many vocabulary words were found. The
-    first line of a word2vec/fastText file (``count dim``) is recognised and skipped.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "v.txt"
-        >>> _ = p.write_text("paris 1 2\\n")
-        >>> read_word_vectors(p, Vocabulary.build(["paris"]), 2)[1]
-        1
-    """
-    generator = torch.Generator().manual_seed(0)
-    matrix = torch.randn(len(vocab), dim, generator=generator) * 0.1
-    matrix[Vocabulary.pad_index] = 0
-    found = 0
-    with open(path, encoding="utf-8", errors="strict") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.rstrip().split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue
-            if len(parts) != dim + 1:
-                raise InputError(
-                    f"{path}:{number}: expected a word and {dim} numbers, found {len(parts) - 1}"
-                )
-            word = normalise_word(parts[0], lowercase)
-            index = vocab.index(word)
-            if index == Vocabulary.unk_index and word not in vocab:
-                continue
-            matrix[index] = torch.tensor([float(x) for x in parts[1:]])
-            found += 1
-    logger.info("%s: %d of %d vocabulary words have vectors", path, found, len(vocab))
-    return matrix, found

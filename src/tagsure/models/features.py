@@ -91,8 +91,13 @@ class WordFeatureFrame(TaggerFrame):
     ) -> tuple[Vectorizer, TaggerFrame]:
         """Vocabularies from the training corpus and a network sized to them."""
         labels, lowercase = resources.labels, bool(settings.get("lowercase_words", True))
+        vectors = resources.word_vectors
         vectorizer = Vectorizer.from_corpus(
-            resources.corpus, labels, lowercase, resources.min_word_count
+            resources.corpus,
+            labels,
+            lowercase,
+            resources.min_word_count,
+            vectors.words if vectors is not None else (),
         )
         config = cls.config_class(
             num_words=len(vectorizer.words),

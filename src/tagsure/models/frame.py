@@ -20,6 +20,7 @@ from torch import nn
 
 from tagsure.data.conll import Corpus
 from tagsure.data.schemes import TagScheme, allowed_ends, allowed_starts, allowed_transitions
+from tagsure.data.word_vectors import WordVectors
 from tagsure.errors import ConfigError
 from tagsure.heads.crf import CRF
 from tagsure.heads.softmax import Softmax
@@ -66,6 +67,7 @@ class Resources:
     scheme: TagScheme
     min_word_count: int = 1
     char_lms: list[Any] = field(default_factory=list)  # CharLanguageModel, weights loaded
+    word_vectors: WordVectors | None = None  # their words join the word vocabulary
     pretrained: Any = None  # a PretrainedSource (models/pretrained_tagger.py)
 
 

@@ -28,6 +28,7 @@ from tagsure.storage.foreign.keys import (
     wrapper_names,
 )
 from tagsure.storage.foreign.report import fields_dict, jsonable
+from tagsure.storage.model_card import card_lines
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,10 @@ class Inspection:
                     row(key.replace("_", " "), _one_line(self.tagsure[key]))
             if self.tagsure.get("vocabularies"):
                 row("vocabularies", _one_line(self.tagsure["vocabularies"]))
+            card = self.tagsure.get("card")
+            lines = card_lines(card) if isinstance(card, dict) else []
+            row("model card", "" if lines else "none (saved before tagsure kept model cards)")
+            out.extend(f"    {line}" for line in lines)
         if self.config:
             out.append("  config:")
             for key, value in self.config.items():

@@ -21,6 +21,7 @@ from tagsure.models import registry
 from tagsure.models.frame import TaggerFrame
 from tagsure.storage import fingerprint
 from tagsure.storage.document import DocumentKind, open_document, read_document, write_document
+from tagsure.storage.model_card import build_card, check_card
 from tagsure.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def describe(tagger: TaggerLike) -> dict[str, Any]:
         **architecture.vectorizer_to_document(tagger.vectorizer),
         "training": tagger.metadata.get("training", {}),
         "metrics": tagger.metadata.get("metrics", {}),
+        "card": build_card(tagger.metadata),
         "versions": {
             "tagsure": __version__,
             "torch": torch.__version__,
@@ -165,6 +167,7 @@ def _build(document: dict[str, Any], source: str, make: MakeTagger[T]) -> T:
     model = architecture.build(config, registry.Constraints.of(labels, model_scheme))
     vectorizer = architecture.vectorizer_from_document(document, config, labels)
     metadata = {k: document.get(k, {}) for k in ("training", "metrics", "versions")}
+    metadata["card"] = check_card(document.get("card", {}), source)  # none before cards
     return make(model, vectorizer, model_scheme, TagScheme(document["output_scheme"]), metadata)
 
 

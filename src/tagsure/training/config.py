@@ -15,6 +15,10 @@ Example ``tagger.toml``::
     optimizer = "adamw"
     epochs = 40
     max_minutes = 30
+
+    [card]             # the model card: `tagsure inspect` shows it, the HF export's README.md
+    license = "cc-by-4.0"
+    intended_use = "English news text"
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from tagsure.errors import ConfigError
 from tagsure.models import registry
+from tagsure.storage.model_card import ModelCard
 
 
 @dataclass
@@ -39,6 +44,9 @@ class DataConfig:
     tag_scheme: str = "BIOES"  # the scheme the model predicts in; output uses the data's own
     min_word_count: int = 1
     word_vectors: str | None = None  # local word2vec / GloVe / fastText text file
+    # None: every word of word_vectors joins the vocabulary; N: the first N rows (the files
+    # list words most frequent first), bounding the embedding's memory and step time
+    max_vectors: int | None = None
 
 
 @dataclass
@@ -85,6 +93,7 @@ class TrainConfig:
     # "architecture" (a registry kind, default "bilstm") and overrides of its config's defaults
     model: dict[str, Any] = field(default_factory=dict)
     training: OptimConfig = field(default_factory=OptimConfig)
+    card: ModelCard = field(default_factory=ModelCard)  # the model card's prose fields
 
     def __post_init__(self) -> None:
         known = registry.by_kind(self.architecture).settings()
@@ -109,11 +118,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
-        sections = {"data": DataConfig, "training": OptimConfig}
+        sections = {"data": DataConfig, "training": OptimConfig, "card": ModelCard}
         unknown = sorted(set(raw) - {*sections, "model"})
         if unknown:
             raise ConfigError(
-                f"{source}: unknown sections {unknown}; use [data], [model], [training]"
+                f"{source}: unknown sections {unknown}; use [data], [model], [training], [card]"
             )
         built: dict[str, Any] = {"model": dict(raw.get("model", {}))}
         for name, kind in sections.items():

@@ -7,7 +7,7 @@ directory (through :mod:`tagsure.interop.huggingface`) and word vectors. The net
 
 from __future__ import annotations
 
-import os
+import logging
 from typing import Any, cast
 
 import torch
@@ -15,12 +15,15 @@ from torch import nn
 
 from tagsure.data.conll import ColumnFormat, Corpus, load_corpus
 from tagsure.data.schemes import TagScheme, label_set, split_tag
+from tagsure.data.vocab import Vocabulary
+from tagsure.data.word_vectors import WordVectors, read_vectors
 from tagsure.errors import ConfigError
-from tagsure.layers.words import read_word_vectors
 from tagsure.models import registry
 from tagsure.models.bilstm_crf import CHAR_LM_FILES
 from tagsure.models.frame import Resources, TaggerFrame
 from tagsure.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 def read_corpora(config: TrainConfig) -> tuple[Corpus, Corpus | None]:
@@ -41,10 +44,30 @@ def prepare_model(
     settings = {k: v for k, v in config.model.items() if k != "architecture"}
     resources = Resources(corpus, labels, scheme, config.data.min_word_count)
     load_resources(resources, architecture.network.resources, settings)
+    if config.data.word_vectors and "word_dim" in architecture.settings():
+        # A network without word embeddings (a pretrained encoder) has no use for them.
+        resources.word_vectors = vectors = read_vectors(
+            config.data.word_vectors,
+            bool(settings.get("lowercase_words", True)),
+            config.data.max_vectors,
+        )
+        settings["word_dim"] = _word_dim(settings, vectors)
     vectorizer, model = architecture.network.prepare(settings, resources)
-    if config.data.word_vectors:
-        load_word_vectors(model, vectorizer, config.data.word_vectors)
+    if resources.word_vectors is not None:
+        copy_vectors(model, vectorizer.words, resources.word_vectors)
     return vectorizer, model
+
+
+def _word_dim(settings: dict[str, Any], vectors: WordVectors) -> int:
+    """The vectors' width; a [model] word_dim that says otherwise is an error."""
+    wanted = settings.get("word_dim", vectors.dim)
+    if wanted != vectors.dim:
+        raise ConfigError(
+            f"{vectors.path}: the word vectors have {vectors.dim} dimensions but [model] "
+            f"word_dim = {wanted}; remove word_dim (it follows the vectors) or set it to "
+            f"{vectors.dim}"
+        )
+    return vectors.dim
 
 
 def load_resources(resources: Resources, needed: tuple[str, ...], settings: dict[str, Any]) -> None:
@@ -59,15 +82,19 @@ def load_resources(resources: Resources, needed: tuple[str, ...], settings: dict
         resources.pretrained = read_pretrained(settings.get("pretrained", ""))
 
 
-def load_word_vectors(model: nn.Module, vectorizer: Any, path: str | os.PathLike[str]) -> None:
-    # A network without word embeddings (a pretrained encoder) ignores them.
-    words = getattr(model, "words", None)
-    if isinstance(words, nn.Embedding):
-        vectors, _ = read_word_vectors(
-            path, vectorizer.words, words.embedding_dim, vectorizer.lowercase
-        )
-        with torch.no_grad():
-            words.weight.copy_(vectors)
+def copy_vectors(model: nn.Module, vocabulary: Vocabulary, vectors: WordVectors) -> None:
+    """Each vocabulary word's row from the vectors; the training words without one start small
+    and random (N(0, 0.1), a fixed generator) and padding stays zero."""
+    words = model.words
+    assert isinstance(words, nn.Embedding) and words.embedding_dim == vectors.dim
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(len(vocabulary), vectors.dim, generator=generator) * 0.1  # (V, D)
+    rows = torch.tensor(vocabulary.indices(vectors.words))  # every vectors word is in it
+    matrix[rows] = torch.from_numpy(vectors.matrix)
+    matrix[Vocabulary.pad_index] = 0
+    with torch.no_grad():
+        words.weight.copy_(matrix)
+    logger.info("%s: %d vectors in a vocabulary of %d", vectors.path, len(vectors), len(vocabulary))
 
 
 def build_optimizer(

@@ -69,7 +69,7 @@ def train(
     model_scheme = TagScheme.parse(config.data.tag_scheme)
     vectorizer, model = prepare_model(config, train_corpus, model_scheme)
     probe = choose_probe([s.tokens for s in (dev_corpus or train_corpus).sentences])
-    metadata = {"training": config.to_dict(), "probe": probe}
+    metadata = {"training": config.to_dict(), "probe": probe, "card": config.card.to_dict()}
     tagger = Tagger(model, vectorizer, model_scheme, output_scheme, metadata)
     run = _Run(config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every)
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
