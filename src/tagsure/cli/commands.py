@@ -171,16 +171,19 @@ def predict_conll(
     onnx: bool,
 ) -> None:
     """CoNLL sentences, as before streaming predict: a sentence per block, gold tags kept."""
-    tagger = load_any_tagger(model, compile_model, onnx)
-    data = source.path
-    if data is None:  # the CoNLL reader wants a file; spool standard input
-        with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as spool:
-            spool.writelines(source.lines or [])
-        data = spool.name
     output_format = output_format or "conll"
     if output_format not in OUTPUT_FORMATS:
         raise CommandFailed(f"unknown output format {output_format!r}; use conll or jsonl", 2)
-    with atomic_writer(out, "w") if out else contextlib.nullcontext(sys.stdout) as handle:
+    tagger = load_any_tagger(model, compile_model, onnx)
+    with contextlib.ExitStack() as stack:
+        data = source.path
+        if data is None:  # the CoNLL reader wants a file: spool standard input, deleted after
+            spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin.txt"
+            with spool.open("wb") as handle:
+                handle.writelines(source.lines or [])
+            data = str(spool)
+        to_stdout = out is None or str(out) == "-"
+        handle = sys.stdout if to_stdout else stack.enter_context(atomic_writer(out, "w"))
         tag_file(tagger, data, "conll", output_format, handle)
 
 
