@@ -14,11 +14,12 @@ from typing import Any
 
 from tagsure.cli.progress import PredictProgress, TqdmProgress
 from tagsure.data.conll import load_corpus, read_conll
-from tagsure.errors import TagsureError
-from tagsure.evaluation.verify import differences
+from tagsure.errors import ModelFileError, TagsureError
+from tagsure.evaluation.verify import differences, same_gold_entities
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS
 from tagsure.storage.atomic import atomic_writer
+from tagsure.storage.onnx_file import looks_like_onnx
 from tagsure.streaming import (
     BATCH_SIZE,
     JsonlSink,
@@ -32,7 +33,7 @@ from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
 from tagsure.workers import threads_per_worker
-from tagsure.writers import OUTPUT_FORMATS, Predictor, tag_file
+from tagsure.writers import OUTPUT_FORMATS, tag_file
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
 DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
@@ -104,7 +105,7 @@ def lm_train(
 
 
 def evaluate(model: Path, data: Path, as_json: bool) -> None:
-    tagger = Tagger.load(model)
+    tagger = load_any_tagger(model)
     metrics = tagger.evaluate(read_conll(data))  # streamed: memory does not grow with the file
     print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
 
@@ -139,7 +140,7 @@ def predict(
     if wanted not in ("jsonl", "parquet"):
         raise CommandFailed(f"{source.format} input is written as jsonl or parquet: {wanted}?", 2)
     if not model.exists():
-        raise FileNotFoundError(f"{model}: no such model file")
+        raise ModelFileError(f"{model}: no such model file")
     threads = threads_per_worker(options.workers) if options.workers > 1 else None
     spec = PredictorSpec(str(model), True if onnx else None, compile=compile_model, threads=threads)
     to_stdout = out is None or str(out) == "-"
@@ -218,15 +219,20 @@ def predict_ray(
     print(f"tagged {written} rows into {out}", file=sys.stderr)
 
 
-def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
-    """A .tagsure tagger (optionally compiled), or an ONNX file's tagger under ONNX Runtime."""
-    if onnx:
+def load_any_tagger(
+    model: Path, compile_model: bool = False, onnx: bool = False, verify: bool = True
+) -> Any:
+    """A .tagsure tagger (optionally compiled), or an ONNX file's tagger under ONNX Runtime:
+    with ``onnx``, or when the file is one (by name or content)."""
+    if onnx or looks_like_onnx(model):
         if compile_model:
-            raise CommandFailed("--onnx and --compile exclude each other", 2)
+            raise CommandFailed(f"{model}: an ONNX model cannot run under --compile", 2)
+        if not model.exists():
+            raise CommandFailed(f"{model}: no such ONNX file")
         from tagsure.serving.onnx_runtime import OnnxTagger
 
         return OnnxTagger(model)
-    tagger = Tagger.load(model)
+    tagger = Tagger.load(model, verify=verify)
     if compile_model:
         from tagsure.training.compiled import compile_tagger
 
@@ -235,6 +241,8 @@ def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
 
 
 def export(model: Path, out: Path, export_format: str) -> None:
+    if looks_like_onnx(model):
+        raise CommandFailed(f"{model}: already an ONNX export; export its .tagsure file", 2)
     tagger = Tagger.load(model)
     if export_format == "onnx":
         from tagsure.storage.onnx_export import export_onnx
@@ -296,10 +304,16 @@ def demo(out: Path, max_minutes: float) -> None:
 def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
     from tagsure.storage import fingerprint
 
-    tagger = Tagger.load(model, verify=False)
+    tagger = load_any_tagger(model, verify=False)
+    is_onnx = not isinstance(tagger, Tagger)
     stored = tagger.metadata.get("fingerprint")
     if stored is None:
-        raise CommandFailed(f"{model}: the file has no fingerprint to verify")
+        raise CommandFailed(
+            f"{model}: the file has no fingerprint to verify"
+            + ("; re-export it from its .tagsure file with this tagsure" if is_onnx else "")
+        )
+    if is_onnx and tolerance is None:  # another runtime's kernels: never bit for bit
+        tolerance = fingerprint.CROSS_PLATFORM_TOLERANCE
     check = fingerprint.verify(tagger, stored, tolerance)
     tokens = sum(map(len, stored.sentences))
     tags = "see below" if check.problems else "identical"
@@ -311,13 +325,19 @@ def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
     )
     saved = tagger.metadata.get("metrics", {}).get("dev")
     now = tagger.evaluate(load_corpus(data)) if data is not None else None
-    problems = differences(check.problems, saved, now, str(data))
-    if now is not None:
+    if now is not None and saved and not same_gold_entities(saved, now):
+        # Not the dev file the model was selected on: its metrics say nothing about the file.
         print(
-            f"metrics on {data}: F1 {100 * now.micro.f1:.2f} "
+            f"metrics on {data}: F1 {100 * now.micro.f1:.2f}; not compared: {data} is not the "
+            f"dev file the model was selected on ({now.micro.gold} gold entities, the dev file "
+            f"{saved['micro']['gold']}); the probe alone was verified"
+        )
+        now = None
+    problems = differences(check.problems, saved, now, str(data))
+    if now is not None and saved:
+        print(
+            f"metrics on {data} (the dev file): F1 {100 * now.micro.f1:.2f} "
             f"(at save time: {100 * saved['micro']['f1']:.2f})"
-            if saved
-            else ""
         )
     for problem in problems:
         print(f"DIFFERENT: {problem}")

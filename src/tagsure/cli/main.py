@@ -130,7 +130,9 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A .tagsure model file.")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="A .tagsure model file (or its .onnx export).")
+    ],
     data: Annotated[
         Path,
         typer.Argument(metavar="DATA", exists=True, dir_okay=False, help="A tagged CoNLL file."),
@@ -258,14 +260,17 @@ def demo(
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A .tagsure model file.")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="A .tagsure model file (or its .onnx export).")
+    ],
     data: Annotated[
         Path | None,
         typer.Argument(
             metavar="DATA",
             exists=True,
             dir_okay=False,
-            help="Optional: the dev file the model was selected on, to re-compute its metrics.",
+            help="Optional: a tagged file. On the dev file the model was selected on, its "
+            "metrics must equal those stored at save time; on any other they are only shown.",
         ),
     ] = None,
     tolerance: Annotated[

@@ -21,13 +21,14 @@ from torch import nn
 from tagsure.heads.crf import CRF, FORBIDDEN
 from tagsure.models import graph_inputs
 from tagsure.models.frame import TaggerFrame
+from tagsure.storage import fingerprint
+from tagsure.storage.onnx_file import METADATA_KEY
 
 if TYPE_CHECKING:
     from tagsure.storage.model_file import TaggerLike
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "tagsure"
 OPSET = 17
 
 
@@ -56,6 +57,9 @@ def onnx_document(tagger: TaggerLike) -> dict[str, Any]:
         # numbers the torch CRF uses.
         decoder.update(transitions=trans.tolist(), start=start.tolist(), end=end.tolist())
         decoder["forbidden"] = FORBIDDEN
+    stored = tagger.metadata.get("fingerprint")
+    if isinstance(stored, fingerprint.Fingerprint):  # so `tagsure verify` can check the export
+        document["fingerprint"] = {**stored.to_json(), "emissions": stored.emissions.tolist()}
     model = tagger.model
     document["onnx"] = {
         "inputs": model.input_names(),
@@ -90,6 +94,9 @@ def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo=True: see the module doc.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # "batch_size other than 1 ... with LSTM": the initial states are zeros built from the
+        # input's batch size, so any batch size runs (tests/test_onnx.py tags mixed batches).
+        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size")
         torch.onnx.export(
             graph,
             example_inputs(tagger),
