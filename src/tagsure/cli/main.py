@@ -420,8 +420,21 @@ def main() -> None:
 def usage_message(err: typer.TyperException) -> str:
     """Click's message, and where to read the usage, on one line."""
     ctx = getattr(err, "ctx", None)
-    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    return one_line(err.format_message()) + hint
+    where = ctx.command_path if ctx is not None else " ".join(["tagsure", *command_words()])
+    return f"{one_line(err.format_message())} (see '{where} --help')"
+
+
+def command_words() -> list[str]:
+    """The (sub)command names that start the command line: ``["lm", "train"]``."""
+    command: object = typer.main.get_command(app)
+    words = []
+    for word in sys.argv[1:]:
+        commands = getattr(command, "commands", {})
+        if word not in commands:
+            break
+        words.append(word)
+        command = commands[word]
+    return words
 
 
 def one_line(message: str) -> str:

@@ -23,13 +23,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
     tmp = Path(name)
     try:
-        os.fchmod(fd, _mode_for(target))
-    finally:
-        os.close(fd)
-    try:
         yield tmp
+        # After writing: a writer may have replaced the temporary file (safetensors does).
+        os.chmod(tmp, _mode_for(target))
         _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, target)
     except BaseException:
