@@ -77,6 +77,7 @@ def test_every_skipped_command_is_still_in_the_readme() -> None:
     assert len(commands) >= 15
 
 
+@pytest.mark.slow
 def test_the_readme_tour_runs_top_to_bottom(tmp_path: Path) -> None:
     corpus = {
         split: load_corpus(BUNDLED / f"wikiann-en-{split}.txt")

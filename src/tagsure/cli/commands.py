@@ -10,7 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tagsure.cli.progress import PredictProgress, TqdmProgress
 from tagsure.data.conll import load_corpus, read_conll
@@ -180,11 +180,12 @@ def predict_conll(
         data = source.path
         if data is None:  # the CoNLL reader wants a file: spool standard input, deleted after
             spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin.txt"
-            with spool.open("wb") as handle:
-                handle.writelines(source.lines or [])
+            with spool.open("wb") as raw:
+                raw.writelines(source.lines or [])
             data = str(spool)
-        to_stdout = out is None or str(out) == "-"
-        handle = sys.stdout if to_stdout else stack.enter_context(atomic_writer(out, "w"))
+        handle: IO[str] = sys.stdout
+        if out is not None and str(out) != "-":
+            handle = stack.enter_context(atomic_writer(out, "w"))
         tag_file(tagger, data, "conll", output_format, handle)
 
 
