@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tagsure import load_corpus
 from tests.helpers import BUNDLED, write_conll
 
