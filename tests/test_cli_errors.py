@@ -62,6 +62,8 @@ CASES: list[tuple[list[str], int, str]] = [
     (["inspect", NOPE], 1, f"{NOPE}: no such file or directory"),
     (["load-weights", "{model}", NOPE, "--out", "x.tagsure"], 1, f"{NOPE}: no such file"),
     (["train", "--resume", "{folder}"], 1, "no training checkpoint to resume from"),
+    (["train"], 1, "nothing to train on: give --train FILE"),
+    (["train", "--config", "{config}"], 1, "gone.txt: no such file ([data] train in"),
     (["serve", NOPE], 1, f"{NOPE}: no such model file"),
 ]
 
@@ -79,10 +81,10 @@ def test_an_error_is_one_line_without_traceback(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    filled = [
-        a.format(model=tiny_model, test=TEST_FILE, folder=tmp_path) if a.startswith("{") else a
-        for a in args
-    ]
+    config = tmp_path.parent / f"{tmp_path.name}.toml"  # outside tmp_path: it must stay empty
+    config.write_text('[data]\ntrain = "gone.txt"\n')
+    paths = {"model": tiny_model, "test": TEST_FILE, "folder": tmp_path, "config": config}
+    filled = [a.format(**paths) if a.startswith("{") else a for a in args]
     got, out, err = run(filled, capsys)  # a traceback would raise out of run()
     assert (got, out) == (code, ""), err
     assert err.count("\n") == 1 and "Traceback" not in err, err

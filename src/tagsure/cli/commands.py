@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from tagsure.cli.progress import PredictProgress, TqdmProgress
 from tagsure.data.conll import load_corpus, read_conll
-from tagsure.errors import ModelFileError, TagsureError
+from tagsure.errors import InputError, ModelFileError, TagsureError
 from tagsure.evaluation.verify import differences, same_gold_entities
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS
@@ -68,6 +68,13 @@ def train(
         for name, value in overrides.items():
             if value is not None:
                 setattr(config.training, name, value)
+        for name in ("train", "dev", "word_vectors"):
+            given = getattr(config.data, name)
+            if given and not Path(given).is_file():
+                where = f"[data] {name} in {config_file}" if config_file else f"--{name}"
+                raise InputError(f"{given}: no such file ({where})")
+        if not config.data.train:
+            raise InputError("nothing to train on: give --train FILE or [data] train in --config")
         result = run_training(
             config,
             out=out,
