@@ -151,7 +151,7 @@ def test_load_weights_from_a_dataparallel_checkpoint(
 
 
 def test_a_bug_shows_its_traceback_and_a_tagsure_error_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tagsure.cli import commands
     from tagsure.errors import ConfigError
@@ -161,11 +161,11 @@ def test_a_bug_shows_its_traceback_and_a_tagsure_error_one_line(
 
     monkeypatch.setattr(commands, "evaluate", broken)
     with pytest.raises(ValueError, match="a bug"):
-        run(["evaluate", "model.tagsure", "data.txt"], capsys)
+        run(["evaluate", str(tiny_model), str(TEST_FILE)], capsys)
 
     def refused(*args: object) -> None:
         raise ConfigError("model.tagsure: bad setting")
 
     monkeypatch.setattr(commands, "evaluate", refused)
-    code, _, err = run(["evaluate", "model.tagsure", "data.txt"], capsys)
+    code, _, err = run(["evaluate", str(tiny_model), str(TEST_FILE)], capsys)
     assert (code, err) == (1, "tagsure: error: model.tagsure: bad setting\n")

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from tagsure.errors import ConfigError
+from tagsure.storage.onnx_file import looks_like_onnx
 from tagsure.writers import Predictor
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PredictorSpec:
-    """A model file and how to run it: ``.onnx`` files under ONNX Runtime, others with torch.
+    """A model file and how to run it: ONNX files (by name or content) under ONNX Runtime,
+    others with torch.
 
     ``threads`` caps the intra-op threads of this worker (one per core it owns, so N workers on
     N cores do not oversubscribe); ``device`` is ``cpu`` or an accelerator such as ``cuda``.
@@ -37,7 +39,7 @@ class PredictorSpec:
 
     @property
     def is_onnx(self) -> bool:
-        return self.onnx if self.onnx is not None else self.path.endswith(".onnx")
+        return self.onnx if self.onnx is not None else looks_like_onnx(self.path)
 
     def load(self) -> Predictor:
         """The tagger, loaded (and, for a .tagsure file, its fingerprint verified) here."""

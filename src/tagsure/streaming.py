@@ -22,11 +22,12 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from tagsure.data.formats import InputFormat, sniff_format, sniff_lines
 from tagsure.data.records import Chunk, read_jsonl, read_parquet, read_text
-from tagsure.errors import ConfigError
+from tagsure.errors import ConfigError, InputError
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS, RowResult, entities_arrow_type, tag_texts
 
@@ -55,6 +56,8 @@ class Source:
 def open_source(path: str, input_format: str = "auto") -> Source:
     """The input at ``path`` (``-``: standard input), its format sniffed when ``auto``."""
     if path != "-":
+        if not Path(path).exists():
+            raise InputError(f"{path}: no such file; give a file to tag, or '-' for standard input")
         kind = sniff_format(path) if input_format == "auto" else input_format
         return Source(_checked(kind), path=path)
     stdin = sys.stdin.buffer

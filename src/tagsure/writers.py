@@ -1,9 +1,13 @@
 """Write a tagger's predictions, and stream a whole file through a tagger into them.
 
-Two layouts: ``jsonl``, one JSON object per input line or sentence (its entities, with their
-character offsets for raw text), and ``conll``, one ``token [gold] predicted`` line per token
-and a blank line after each sentence; and ``html``, one page with the entities highlighted
-(:mod:`tagsure.writers_html`).
+Three layouts: ``jsonl``, one JSON object per input line or sentence; ``conll``, one
+``token [gold] predicted`` line per token and a blank line after each sentence; and ``html``,
+one page with the entities highlighted (:mod:`tagsure.writers_html`).
+
+In JSONL, an entity's ``start``/``end`` are always character offsets into the record's
+``text`` (end exclusive). A CoNLL sentence has no text of its own: its record's ``text`` is
+its tokens joined by single spaces, and each entity also carries ``token_start``/``token_end``,
+the indices of its first token and one past its last.
 
 Example:
     >>> import io
@@ -49,23 +53,55 @@ def write_predictions(
 ) -> None:
     """One record (or one CoNLL block) per input: a raw-text line or a CoNLL sentence.
 
-    A line's JSON record holds the line and its entities (character offsets), a sentence's its
-    tokens, tags and entities (token indices); a sentence's CoNLL block keeps its gold tags.
+    A line's JSON record holds the line and its entities; a sentence's its space-joined text,
+    tokens, tags and entities (with token indices too); a sentence's CoNLL block keeps its gold
+    tags.
     """
     for item, prediction in zip(inputs, predictions, strict=True):
         if output_format == "jsonl":
-            record: dict[str, Any] = (
-                {"text": item}
+            record = (
+                {"text": item, "entities": [e.to_dict() for e in prediction.entities]}
                 if isinstance(item, str)
-                else {"tokens": prediction.tokens, "tags": prediction.tags}
+                else sentence_record(prediction)
             )
-            record["entities"] = [e.to_dict() for e in prediction.entities]
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             continue
         gold = [] if isinstance(item, str) or item.tags is None else [item.tags]
         for row in zip(prediction.tokens, *gold, prediction.tags, strict=True):
             out.write(" ".join(row) + "\n")
         out.write("\n")
+
+
+def sentence_record(prediction: Prediction) -> dict[str, Any]:
+    """The JSONL record of a tagged token list: entities with character and token offsets.
+
+    >>> from tagsure.tagger import Entity
+    >>> tags = ["O", "O", "B-PER"]
+    >>> p = Prediction(["EU", "rejects", "Ann"], tags, [Entity("PER", "Ann", 2, 3)])
+    >>> sentence_record(p)["entities"]
+    [{'label': 'PER', 'text': 'Ann', 'start': 11, 'end': 14, 'token_start': 2, 'token_end': 3}]
+    """
+    starts = [0]
+    for token in prediction.tokens:
+        starts.append(starts[-1] + len(token) + 1)
+    entities = []
+    for entity in prediction.entities:  # a token list's entities hold token indices
+        first, last = entity.start, entity.end
+        entities.append(
+            {
+                **entity.to_dict(),
+                "start": starts[first],
+                "end": starts[last] - 1,
+                "token_start": first,
+                "token_end": last,
+            }
+        )
+    return {
+        "text": " ".join(prediction.tokens),
+        "tokens": prediction.tokens,
+        "tags": prediction.tags,
+        "entities": entities,
+    }
 
 
 def tag_file(

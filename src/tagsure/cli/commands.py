@@ -10,16 +10,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tagsure.cli.progress import PredictProgress, TqdmProgress
 from tagsure.data.conll import load_corpus, read_conll
-from tagsure.errors import TagsureError
-from tagsure.evaluation.verify import differences
+from tagsure.errors import InputError, ModelFileError, TagsureError
+from tagsure.evaluation.verify import differences, same_gold_entities
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS
 from tagsure.storage.atomic import atomic_writer
 from tagsure.storage.model_card import parse_card_options
+from tagsure.storage.onnx_file import looks_like_onnx
 from tagsure.streaming import (
     BATCH_SIZE,
     JsonlSink,
@@ -33,7 +34,7 @@ from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
 from tagsure.workers import threads_per_worker
-from tagsure.writers import OUTPUT_FORMATS, Predictor, tag_file
+from tagsure.writers import OUTPUT_FORMATS, tag_file
 from tagsure.writers_html import HtmlSink
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
@@ -72,6 +73,13 @@ def train(
                 setattr(config.training, name, value)
         for name, text in parse_card_options(card or []).items():
             setattr(config.card, name, text)
+        for name in ("train", "dev", "word_vectors"):
+            given = getattr(config.data, name)
+            if given and not Path(given).is_file():
+                where = f"[data] {name} in {config_file}" if config_file else f"--{name}"
+                raise InputError(f"{given}: no such file ({where})")
+        if not config.data.train:
+            raise InputError("nothing to train on: give --train FILE or [data] train in --config")
         result = run_training(
             config,
             out=out,
@@ -109,7 +117,7 @@ def lm_train(
 
 
 def evaluate(model: Path, data: Path, as_json: bool, html: Path | None = None) -> None:
-    tagger = Tagger.load(model)
+    tagger = load_any_tagger(model)
     if html is None:
         metrics = tagger.evaluate(read_conll(data))  # streamed: memory stays one chunk's
     else:
@@ -164,7 +172,7 @@ def predict(
             f"{source.format} input is written as jsonl, parquet or html: {wanted}?", 2
         )
     if not model.exists():
-        raise FileNotFoundError(f"{model}: no such model file")
+        raise ModelFileError(f"{model}: no such model file")
     threads = threads_per_worker(options.workers) if options.workers > 1 else None
     spec = PredictorSpec(str(model), True if onnx else None, compile=compile_model, threads=threads)
     to_stdout = out is None or str(out) == "-"
@@ -198,16 +206,20 @@ def predict_conll(
     onnx: bool,
 ) -> None:
     """CoNLL sentences, as before streaming predict: a sentence per block, gold tags kept."""
-    tagger = load_any_tagger(model, compile_model, onnx)
-    data = source.path
-    if data is None:  # the CoNLL reader wants a file; spool standard input
-        with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as spool:
-            spool.writelines(source.lines or [])
-        data = spool.name
     output_format = output_format or "conll"
     if output_format not in OUTPUT_FORMATS:
         raise CommandFailed(f"unknown output format {output_format!r}; use conll, jsonl or html", 2)
-    with atomic_writer(out, "w") if out else contextlib.nullcontext(sys.stdout) as handle:
+    tagger = load_any_tagger(model, compile_model, onnx)
+    with contextlib.ExitStack() as stack:
+        data = source.path
+        if data is None:  # the CoNLL reader wants a file: spool standard input, deleted after
+            spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin.txt"
+            with spool.open("wb") as raw:
+                raw.writelines(source.lines or [])
+            data = str(spool)
+        handle: IO[str] = sys.stdout
+        if out is not None and str(out) != "-":
+            handle = stack.enter_context(atomic_writer(out, "w"))
         tag_file(tagger, data, "conll", output_format, handle)
 
 
@@ -242,15 +254,20 @@ def predict_ray(
     print(f"tagged {written} rows into {out}", file=sys.stderr)
 
 
-def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
-    """A .tagsure tagger (optionally compiled), or an ONNX file's tagger under ONNX Runtime."""
-    if onnx:
+def load_any_tagger(
+    model: Path, compile_model: bool = False, onnx: bool = False, verify: bool = True
+) -> Any:
+    """A .tagsure tagger (optionally compiled), or an ONNX file's tagger under ONNX Runtime:
+    with ``onnx``, or when the file is one (by name or content)."""
+    if onnx or looks_like_onnx(model):
         if compile_model:
-            raise CommandFailed("--onnx and --compile exclude each other", 2)
+            raise CommandFailed(f"{model}: an ONNX model cannot run under --compile", 2)
+        if not model.exists():
+            raise CommandFailed(f"{model}: no such ONNX file")
         from tagsure.serving.onnx_runtime import OnnxTagger
 
         return OnnxTagger(model)
-    tagger = Tagger.load(model)
+    tagger = Tagger.load(model, verify=verify)
     if compile_model:
         from tagsure.training.compiled import compile_tagger
 
@@ -259,6 +276,8 @@ def load_any_tagger(model: Path, compile_model: bool, onnx: bool) -> Predictor:
 
 
 def export(model: Path, out: Path, export_format: str) -> None:
+    if looks_like_onnx(model):
+        raise CommandFailed(f"{model}: already an ONNX export; export its .tagsure file", 2)
     tagger = Tagger.load(model)
     if export_format == "onnx":
         from tagsure.storage.onnx_export import export_onnx
@@ -320,10 +339,16 @@ def demo(out: Path, max_minutes: float) -> None:
 def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
     from tagsure.storage import fingerprint
 
-    tagger = Tagger.load(model, verify=False)
+    tagger = load_any_tagger(model, verify=False)
+    is_onnx = not isinstance(tagger, Tagger)
     stored = tagger.metadata.get("fingerprint")
     if stored is None:
-        raise CommandFailed(f"{model}: the file has no fingerprint to verify")
+        raise CommandFailed(
+            f"{model}: the file has no fingerprint to verify"
+            + ("; re-export it from its .tagsure file with this tagsure" if is_onnx else "")
+        )
+    if is_onnx and tolerance is None:  # another runtime's kernels: never bit for bit
+        tolerance = fingerprint.CROSS_PLATFORM_TOLERANCE
     check = fingerprint.verify(tagger, stored, tolerance)
     tokens = sum(map(len, stored.sentences))
     tags = "see below" if check.problems else "identical"
@@ -335,13 +360,19 @@ def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
     )
     saved = tagger.metadata.get("metrics", {}).get("dev")
     now = tagger.evaluate(load_corpus(data)) if data is not None else None
-    problems = differences(check.problems, saved, now, str(data))
-    if now is not None:
+    if now is not None and saved and not same_gold_entities(saved, now):
+        # Not the dev file the model was selected on: its metrics say nothing about the file.
         print(
-            f"metrics on {data}: F1 {100 * now.micro.f1:.2f} "
+            f"metrics on {data}: F1 {100 * now.micro.f1:.2f}; not compared: {data} is not the "
+            f"dev file the model was selected on ({now.micro.gold} gold entities, the dev file "
+            f"{saved['micro']['gold']}); the probe alone was verified"
+        )
+        now = None
+    problems = differences(check.problems, saved, now, str(data))
+    if now is not None and saved:
+        print(
+            f"metrics on {data} (the dev file): F1 {100 * now.micro.f1:.2f} "
             f"(at save time: {100 * saved['micro']['f1']:.2f})"
-            if saved
-            else ""
         )
     for problem in problems:
         print(f"DIFFERENT: {problem}")

@@ -17,27 +17,59 @@ from tagsure.cli import commands, serve
 from tagsure.errors import TagsureError
 from tagsure.rows import MAX_CHARS
 from tagsure.streaming import BATCH_SIZE
+from tagsure.version import __version__
 
 app = typer.Typer(
     help="Train, evaluate and use named-entity taggers that load exactly as they were trained.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
-EXPECTED_ERRORS = (TagsureError, FileNotFoundError)
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"tagsure {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Train, evaluate and use named-entity taggers that load exactly as they were trained."""
+    _help_without_command(ctx)
+
+
+def _help_without_command(ctx: typer.Context) -> None:
+    """A bare ``tagsure`` (or ``tagsure lm``) prints its help and succeeds."""
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
+        raise typer.Exit(0)
+
 
 # Options that `train` and `lm train` share.
-MaxMinutes = Annotated[float | None, typer.Option(help="Stop after this much time.")]
+MaxMinutes = Annotated[float | None, typer.Option(min=0.01, help="Stop after this many minutes.")]
 CheckpointDir = Annotated[
     Path | None, typer.Option(help="Write a resumable checkpoint here after every epoch.")
 ]
 CheckpointEvery = Annotated[
-    int, typer.Option(help="Also checkpoint every N optimizer steps (0: only at epoch ends).")
+    int,
+    typer.Option(min=0, help="Also checkpoint every N optimizer steps (0: only at epoch ends)."),
 ]
 Resume = Annotated[
     Path | None,
-    typer.Option(help="Continue the run checkpointed in this folder, exactly where it stopped."),
+    typer.Option(
+        exists=True,
+        file_okay=False,
+        help="Continue the run checkpointed in this folder, exactly where it stopped.",
+    ),
 ]
 
 app.command()(serve.serve)
@@ -46,24 +78,33 @@ app.command()(serve.serve)
 @app.command()
 def train(
     train_file: Annotated[
-        Path | None, typer.Option("--train", help="Training corpus (CoNLL).")
+        Path | None,
+        typer.Option("--train", exists=True, dir_okay=False, help="Training corpus (CoNLL)."),
     ] = None,
     dev_file: Annotated[
         Path | None,
-        typer.Option("--dev", help="Dev corpus, for model selection and learning-rate annealing."),
+        typer.Option(
+            "--dev",
+            exists=True,
+            dir_okay=False,
+            help="Dev corpus, for model selection and learning-rate annealing.",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Where to write the model file.")] = Path(
         "model.tagsure"
     ),
     config: Annotated[
-        Path | None, typer.Option(help="TOML file with [data], [model], [training] sections.")
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="TOML file with [data], [model], [training] sections."
+        ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum number of epochs.")] = None,
     max_minutes: MaxMinutes = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed; the same seed repeats a CPU run bit for bit.")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Sentences per batch.")] = None,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = 0,
     resume: Resume = None,
@@ -96,8 +137,13 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
-    data: Annotated[Path, typer.Argument(help="A tagged CoNLL file.")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="A .tagsure model file (or its .onnx export).")
+    ],
+    data: Annotated[
+        Path,
+        typer.Argument(metavar="DATA", exists=True, dir_okay=False, help="A tagged CoNLL file."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     html: Annotated[
         Path | None,
@@ -113,12 +159,15 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A .tagsure model file (or .onnx).")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="A .tagsure model file (or .onnx).")
+    ],
     data: Annotated[
         Path,
         typer.Argument(
+            metavar="DATA",
             help="Raw text (one document per line), JSON lines, Parquet or a CoNLL file; '-' "
-            "reads standard input. With --engine ray: a folder of JSONL or Parquet files."
+            "reads standard input. With --engine ray: a folder of JSONL or Parquet files.",
         ),
     ],
     output_format: Annotated[
@@ -145,16 +194,17 @@ def predict(
         bool, typer.Option("--onnx", help="MODEL is an .onnx file: run it with ONNX Runtime.")
     ] = False,
     workers: Annotated[
-        int, typer.Option(help="Processes tagging in parallel, each loading the model once.")
+        int, typer.Option(min=1, help="Processes tagging in parallel, each loading the model once.")
     ] = 1,
     batch_size: Annotated[
-        int, typer.Option(help="Documents read, tagged and written at a time (bounds memory).")
+        int,
+        typer.Option(min=1, help="Documents read, tagged and written at a time (bounds memory)."),
     ] = BATCH_SIZE,
     text_field: Annotated[
         str, typer.Option(help="The text field of JSONL records / column of Parquet files.")
     ] = "text",
     max_chars: Annotated[
-        int, typer.Option(help="Longer documents get an error field instead of entities.")
+        int, typer.Option(min=1, help="Longer documents get an error field instead of entities.")
     ] = MAX_CHARS,
     progress: Annotated[
         bool, typer.Option("--progress", help="Show words/s on stderr even when not a TTY.")
@@ -166,7 +216,7 @@ def predict(
         str | None, typer.Option(help="With --engine ray: the cluster (default: local Ray).")
     ] = None,
     num_gpus: Annotated[
-        float, typer.Option(help="With --engine ray: GPUs per actor (0: CPU actors).")
+        float, typer.Option(min=0, help="With --engine ray: GPUs per actor (0: CPU actors).")
     ] = 0.0,
 ) -> None:
     """Tag raw text or a CoNLL file (or JSON lines, Parquet); streams in --batch-size rows."""
@@ -200,8 +250,10 @@ def predict(
 
 @app.command()
 def export(
-    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
-    out: Annotated[Path, typer.Argument(help="Output: OUT.onnx, or a folder for hf.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A .tagsure model file.")],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Output: OUT.onnx, or a folder for hf.")
+    ],
     export_format: Annotated[
         str, typer.Option("--format", help="onnx: one self-contained ONNX file; hf: a folder.")
     ] = "onnx",
@@ -223,11 +275,17 @@ def demo(
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="A .tagsure model file (or its .onnx export).")
+    ],
     data: Annotated[
         Path | None,
         typer.Argument(
-            help="Optional: the dev file the model was selected on, to re-compute its metrics."
+            metavar="DATA",
+            exists=True,
+            dir_okay=False,
+            help="Optional: a tagged file. On the dev file the model was selected on, its "
+            "metrics must equal those stored at save time; on any other they are only shown.",
         ),
     ] = None,
     tolerance: Annotated[
@@ -247,7 +305,8 @@ def inspect_command(
     path: Annotated[
         Path,
         typer.Argument(
-            help="A tagsure file, .safetensors, .pt/.pth/.bin or a Hugging Face model folder."
+            metavar="PATH",
+            help="A tagsure file, .safetensors, .pt/.pth/.bin or a Hugging Face model folder.",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -258,8 +317,12 @@ def inspect_command(
 
 @app.command("load-weights")
 def load_weights(
-    model: Annotated[Path, typer.Argument(help="The tagsure model to load weights into.")],
-    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors/.pt/.ckpt checkpoint.")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="The tagsure model to load weights into.")
+    ],
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="A .safetensors/.pt/.ckpt checkpoint.")
+    ],
     out: Annotated[Path, typer.Option(help="Where to write the updated model.")],
     allow_missing: Annotated[
         list[str] | None, typer.Option(help="Glob of model tensors that may stay as they are.")
@@ -276,33 +339,50 @@ def load_weights(
 def import_hf(
     directory: Annotated[
         Path,
-        typer.Argument(help="A local Hugging Face token-classification folder (with id2label)."),
+        typer.Argument(
+            metavar="DIR",
+            exists=True,
+            file_okay=False,
+            help="A local Hugging Face token-classification folder (with id2label).",
+        ),
     ],
-    out: Annotated[Path, typer.Argument(help="Where to write the tagsure model file.")],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Where to write the tagsure model file.")
+    ],
 ) -> None:
     """Convert a Hugging Face token classifier into a tagsure model with the same predictions."""
     commands.import_hf(directory, out)
 
 
-lm_app = typer.Typer(help="Character language models for contextual string embeddings.")
+lm_app = typer.Typer(
+    help="Character language models for contextual string embeddings.",
+    rich_markup_mode=None,
+    invoke_without_command=True,
+)
 app.add_typer(lm_app, name="lm")
+lm_app.callback()(_help_without_command)
 
 
 @lm_app.command("train")
 def lm_train(
     out: Annotated[Path, typer.Option(help="Where to write the LM (the best by held-out bpc).")],
-    text: Annotated[list[Path] | None, typer.Option(help="Raw UTF-8 text file(s).")] = None,
+    text: Annotated[
+        list[Path] | None, typer.Option(exists=True, dir_okay=False, help="Raw UTF-8 text file(s).")
+    ] = None,
     conll: Annotated[
-        list[Path] | None, typer.Option(help="Tagged corpus file(s): one sentence per line.")
+        list[Path] | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Tagged corpus file(s): one sentence per line."
+        ),
     ] = None,
     direction: Annotated[str, typer.Option(help="forward or backward.")] = "forward",
-    hidden_size: Annotated[int, typer.Option(help="LSTM hidden size.")] = 512,
+    hidden_size: Annotated[int, typer.Option(min=1, help="LSTM hidden size.")] = 512,
     epochs: Annotated[
-        int | None, typer.Option(help="Passes over the text (10; with --resume: in all).")
+        int | None, typer.Option(min=1, help="Passes over the text (10; with --resume: in all).")
     ] = None,
     max_minutes: MaxMinutes = None,
-    batch_size: Annotated[int, typer.Option(help="Text streams read in parallel.")] = 64,
-    sequence_length: Annotated[int, typer.Option(help="Characters per TBPTT step.")] = 250,
+    batch_size: Annotated[int, typer.Option(min=1, help="Text streams read in parallel.")] = 64,
+    sequence_length: Annotated[int, typer.Option(min=1, help="Characters per TBPTT step.")] = 250,
     seed: Annotated[int, typer.Option(help="Seed; the same seed repeats a CPU run.")] = 1,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = 0,
@@ -331,25 +411,49 @@ def lm_train(
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        app(prog_name="tagsure", standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except commands.CommandFailed as err:
-        print(f"tagsure: {err}", file=sys.stderr)
+        print(f"tagsure: {one_line(str(err))}", file=sys.stderr)
         sys.exit(err.exit_code)
-    except EXPECTED_ERRORS as err:
-        print(f"tagsure: error: {err}", file=sys.stderr)
+    except TagsureError as err:
+        print(f"tagsure: error: {one_line(str(err))}", file=sys.stderr)
+        sys.exit(1)
+    except typer.TyperException as err:  # a usage error: unknown option, missing argument, ...
+        print(f"tagsure: error: {usage_message(err)}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        print("tagsure: aborted", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("tagsure: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as err:  # click's usage errors arrive here in non-standalone mode
-        import click
+    # Anything else is a bug: it keeps its traceback.
 
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
+
+def usage_message(err: typer.TyperException) -> str:
+    """Click's message, and where to read the usage, on one line."""
+    ctx = getattr(err, "ctx", None)
+    where = ctx.command_path if ctx is not None else " ".join(["tagsure", *command_words()])
+    return f"{one_line(err.format_message())} (see '{where} --help')"
+
+
+def command_words() -> list[str]:
+    """The (sub)command names that start the command line: ``["lm", "train"]``."""
+    command: object = typer.main.get_command(app)
+    words = []
+    for word in sys.argv[1:]:
+        commands = getattr(command, "commands", {})
+        if word not in commands:
+            break
+        words.append(word)
+        command = commands[word]
+    return words
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ D = ServeSettings(model=Path())  # the defaults, shown in --help
 
 
 def serve(
-    model: Annotated[Path, typer.Argument(help="A .tagsure model file or an exported .onnx.")],
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="A .tagsure model file or an exported .onnx.")
+    ],
     host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = (
         D.host
     ),

@@ -7,6 +7,8 @@ Example:
     []
     >>> differences([], None, now, "dev.txt")
     ['the file stores no dev metrics to compare with']
+    >>> same_gold_entities(now.to_dict(), now)
+    True
 """
 
 from __future__ import annotations
@@ -46,3 +48,11 @@ def differences(
     if saved != current and not problems:
         problems.append(f"{data}: per-type metrics or accuracy differ from save time")
     return problems
+
+
+def same_gold_entities(saved: Mapping[str, Any], now: Metrics) -> bool:
+    """Whether ``now`` was counted on the same gold entities as ``saved`` (per type), i.e. on
+    the dev file the model was selected on: the only data its stored metrics describe."""
+    gold = {name: prf.gold for name, prf in now.per_type.items()}
+    stored = {name: prf.get("gold") for name, prf in saved.get("per_type", {}).items()}
+    return saved.get("micro", {}).get("gold") == now.micro.gold and stored == gold

@@ -40,3 +40,40 @@ def viterbi(
         path.append(tag)
     path.reverse()
     return np.stack(path, axis=1) * mask  # (B, T)
+
+
+def crf_marginals(
+    emissions: np.ndarray,
+    mask: np.ndarray,
+    transitions: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> np.ndarray:
+    """P(label at t | sentence) by forward-backward, as ``heads/crf.CRF.marginals``: (B, T, K),
+    rows summing to 1 on tokens and 0 on padding. Arguments as for :func:`viterbi`."""
+    emissions = emissions.astype(np.float32, copy=False)
+    steps = emissions.shape[1]
+    alphas = [start + emissions[:, 0]]  # each (B, K)
+    for t in range(1, steps):
+        step = _logsumexp(alphas[-1][:, :, None] + transitions, axis=1) + emissions[:, t]
+        alphas.append(np.where(mask[:, t : t + 1], step, alphas[-1]))
+    lengths = mask.sum(axis=1)
+    ends = np.broadcast_to(end, alphas[0].shape)
+    betas = [ends] * steps  # beta_t(i): the score of finishing from label i at t
+    for t in range(steps - 2, -1, -1):
+        step = _logsumexp(transitions + (emissions[:, t + 1] + betas[t + 1])[:, None, :], axis=2)
+        betas[t] = np.where((t + 1 < lengths)[:, None], step, ends)
+    both = np.stack(alphas, axis=1) + np.stack(betas, axis=1)  # (B, T, K)
+    return np.exp(both - _logsumexp(both, axis=2, keepdims=True)) * mask[:, :, None]
+
+
+def softmax_marginals(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-token label probabilities of a softmax head: (B, T, K), 0 on padding."""
+    emissions = emissions.astype(np.float32, copy=False)
+    return np.exp(emissions - _logsumexp(emissions, axis=2, keepdims=True)) * mask[:, :, None]
+
+
+def _logsumexp(x: np.ndarray, axis: int, keepdims: bool = False) -> np.ndarray:
+    top = x.max(axis=axis, keepdims=True)
+    out = np.log(np.exp(x - top).sum(axis=axis, keepdims=True)) + top
+    return out if keepdims else out.squeeze(axis)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tagsure.errors import ConfigError
+from tagsure.errors import ConfigError, InputError
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS, RowResult, entities_arrow_type, tag_texts
 
@@ -101,7 +101,7 @@ def input_files(source: str) -> tuple[list[str], str]:
     """The data files of a folder (or one file) and the Ray reader for them."""
     root = Path(source)
     if not root.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder")
+        raise InputError(f"{source}: no such file or folder")
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     kinds = {READERS.get(p.suffix.lower()) for p in files if not p.name.startswith((".", "_"))}
     kinds.discard(None)

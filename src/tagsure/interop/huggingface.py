@@ -50,7 +50,7 @@ def local_model_dir(name: str | os.PathLike[str]) -> Path:
     if not str(name):
         raise ConfigError(f"set [model] pretrained to a local model directory; {OFFLINE_HINT}")
     if not path.is_dir():
-        raise ConfigError(f"{name!r} is not a local directory; {OFFLINE_HINT}")
+        raise ConfigError(f"{str(name)!r} is not a local directory; {OFFLINE_HINT}")
     for required in ("config.json", "tokenizer.json"):
         if not (path / required).is_file():
             hint = (

@@ -15,6 +15,7 @@ import torch
 
 from tagsure.errors import TagsureError
 from tagsure.serving.segmentation import SplitPolicy
+from tagsure.storage.onnx_file import looks_like_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def load_model(path: Path, threads: int) -> LoadedModel:
     torch.set_num_threads(threads)
     if not path.is_file():
         raise ModelNotServable(f"{path}: no such model file")
-    if path.suffix == ".onnx":
+    if looks_like_onnx(path):
         return _load_onnx(path, threads)
     return _load_tagsure(path)
 

@@ -3,7 +3,8 @@
 :class:`OnnxTagger` reads the tagsure document from the ONNX file's metadata (see
 ``storage/onnx_export.py``), encodes and batches sentences exactly as :class:`Tagger` does,
 runs the emission graph in ONNX Runtime and decodes in NumPy. It offers ``tag``, ``predict``
-and ``evaluate`` like :class:`Tagger`; entity scores are not computed (``score`` is None).
+and ``evaluate`` like :class:`Tagger`, entity scores included (the same forward-backward
+marginals, in NumPy).
 
 Example:
     >>> tagger = OnnxTagger("model.onnx")                               # doctest: +SKIP
@@ -23,10 +24,11 @@ import torch
 from tagsure.data.batching import bucketed_batches
 from tagsure.data.schemes import TagScheme
 from tagsure.errors import ModelFileError
-from tagsure.heads.viterbi_numpy import viterbi
+from tagsure.heads.viterbi_numpy import crf_marginals, softmax_marginals, viterbi
 from tagsure.layers.char_lm import pooled_by_word
 from tagsure.models import graph_inputs, registry
-from tagsure.storage.onnx_export import METADATA_KEY
+from tagsure.storage import fingerprint
+from tagsure.storage.onnx_file import METADATA_KEY
 from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger, decode_all
 
 
@@ -109,24 +111,59 @@ class OnnxTagger:
             out[row, :n] = pooled[start : start + n]
         return out
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What :class:`Tagger` keeps in ``metadata``: training, metrics, versions and the
+        fingerprint taken when the tagsure file was saved (exports from then on carry it)."""
+        found = {k: self.document.get(k, {}) for k in ("training", "metrics", "versions")}
+        stored = self.document.get("fingerprint")
+        if stored is not None:
+            emissions = torch.tensor(stored["emissions"], dtype=torch.float32)
+            found["fingerprint"] = fingerprint.Fingerprint.from_json(stored, emissions)
+        return found
+
+    def emissions(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """Per-sentence (T, K) emission scores from the graph, in input order."""
+        data = self.vectorizer.encode(sentences)
+        pooled = self._pooled_features(data) if self.pooled_width else None
+        out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
+        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+            batch = data.batch(ids)
+            batch_pooled = None if pooled is None else self._batch_pooled(pooled, data, batch)
+            scores = self.emissions_of(batch, batch_pooled)
+            for row, i in enumerate(ids):
+                out[i] = torch.from_numpy(scores[row, : data.lengths[i]].copy())
+        return out
+
     def decode(self, emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.crf is None:
             return emissions.argmax(axis=2) * mask  # (B, T)
         return viterbi(emissions, mask, *self.crf)
 
+    def marginals(self, emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.crf is None:
+            return softmax_marginals(emissions, mask)  # (B, T, K)
+        return crf_marginals(emissions, mask, *self.crf)
+
     def tag(
         self, sentences: Sequence[Sequence[str]], with_scores: bool = False
-    ) -> tuple[list[list[str]], None]:
-        """Tags in the output scheme for pre-tokenised sentences (no scores)."""
+    ) -> tuple[list[list[str]], list[np.ndarray] | None]:
+        """Tags in the output scheme for pre-tokenised sentences (and token marginals)."""
         data = self.vectorizer.encode(sentences)
         pooled = self._pooled_features(data) if self.pooled_width else None
 
-        def decode(batch: Any) -> tuple[np.ndarray, None]:
+        def decode(batch: Any) -> tuple[np.ndarray, np.ndarray | None]:
             batch_pooled = None if pooled is None else self._batch_pooled(pooled, data, batch)
-            return self.decode(self.emissions_of(batch, batch_pooled), batch.mask.numpy()), None
+            emissions, mask = self.emissions_of(batch, batch_pooled), batch.mask.numpy()
+            path = self.decode(emissions, mask)  # (B, T)
+            if not with_scores:
+                return path, None
+            chosen = np.take_along_axis(self.marginals(emissions, mask), path[:, :, None], 2)
+            return path, chosen[:, :, 0]
 
-        tags, _ = decode_all(data, decode, self.labels, self.model_scheme, self.output_scheme)
-        return tags, None
+        return decode_all(
+            data, decode, self.labels, self.model_scheme, self.output_scheme, with_scores
+        )
 
     # Raw text, entities and evaluation work as for the torch tagger, on top of ``tag``.
     predict = Tagger.predict

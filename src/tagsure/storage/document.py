@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from tagsure.errors import ModelFileError
 from tagsure.storage.atomic import atomic_path
+from tagsure.storage.onnx_file import looks_like_onnx
 
 _MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
@@ -189,6 +190,12 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"{path}: no such file") from None
     # Text or another binary format read as a header length gives an absurd number.
     if len(prefix) == 8 and struct.unpack("<Q", prefix)[0] > _MAX_HEADER_BYTES:
+        if looks_like_onnx(path):
+            raise ModelFileError(
+                f"{path}: an ONNX model, not a .tagsure file; `tagsure predict`, `evaluate`, "
+                "`verify`, `serve` and `inspect` take it as it is (in Python: "
+                "tagsure.serving.onnx_runtime.OnnxTagger)"
+            )
         raise ModelFileError(f"{path}: not a safetensors/tagsure model file")
     return read_safetensors_header(path)
 

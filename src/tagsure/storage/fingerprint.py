@@ -37,6 +37,7 @@ TENSOR_NAME = "fingerprint.emissions"
 # Max abs emission difference allowed when the file was saved on another platform: rounding
 # differences of other kernels are ~1e-7; an edited or mis-rebuilt model differs by far more.
 CROSS_PLATFORM_TOLERANCE = 1e-4
+METHODS = ("sentence", "batched")  # how a probe is run (see the module doc)
 
 
 def current_platform() -> dict[str, str]:
@@ -158,8 +159,6 @@ def run_probe(
     """Emissions (all sentences concatenated) and tags of ``tagger`` on the probe."""
     if method == "batched":
         return torch.cat(tagger.emissions(sentences)).contiguous(), tagger.tag(sentences)[0]
-    if method != "sentence":
-        raise ValueError(f"unknown fingerprint method {method!r}")
     with _native_kernels():
         emissions = [tagger.emissions([sentence])[0] for sentence in sentences]
         tags = [tagger.tag([sentence])[0][0] for sentence in sentences]

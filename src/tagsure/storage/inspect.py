@@ -29,6 +29,7 @@ from tagsure.storage.foreign.keys import (
 )
 from tagsure.storage.foreign.report import fields_dict, jsonable
 from tagsure.storage.model_card import card_lines
+from tagsure.storage.onnx_file import looks_like_onnx, read_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -314,6 +315,29 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _inspect_onnx(path: Path) -> Inspection:
+    """An ONNX file: tagsure's export shows its model document; any other its weights."""
+    contents = read_onnx(path)
+    result = Inspection(str(path), "", files=[str(path)], metadata=dict(contents.metadata))
+    ours = contents.document is not None
+    result.tensors = [
+        # tagsure's exported graph holds the network as `model`: show the network's own names
+        TensorInfo(name.removeprefix("model.") if ours else name, shape, dtype)
+        for name, shape, dtype in contents.tensors
+    ]
+    if ours:
+        _apply_tagsure_document(result)
+        decoder = (contents.document or {}).get("onnx", {}).get("decoder", {})
+        result.extras["decoder"] = (
+            f"{decoder.get('kind', 'unknown')}, run outside the graph (the graph's output is "
+            "the emission scores; ONNX Runtime folds the emission layer into a MatMul)"
+        )
+        result.kind = "tagsure ONNX export (run it with `tagsure predict MODEL.onnx ...`)"
+    else:
+        result.kind = f"ONNX model ({contents.producer or 'unknown producer'}), not from tagsure"
+    return result
+
+
 def inspect_path(path: str | Path) -> Inspection:
     """Inspect a model file, checkpoint or HF directory; never runs code from the file.
 
@@ -345,6 +369,8 @@ def inspect_path(path: str | Path) -> Inspection:
         result.files = [str(f) for f in files]
         for file in files:
             result.tensors.extend(_weights_infos(file, result)[0])
+    elif path.is_file() and looks_like_onnx(path):
+        result = _inspect_onnx(path)
     elif path.is_file():
         result = Inspection(str(path), "", files=[str(path)])
         result.tensors, fmt = _weights_infos(path, result)
@@ -359,7 +385,8 @@ def inspect_path(path: str | Path) -> Inspection:
     result.head, result.other_heads = find_heads(
         result.tensors, "".join(result.prefixes), result.vocab_size
     )
-    result.warnings.extend(head_warnings(result.head, result.num_labels))
+    if not (result.head is None and "decoder" in result.extras):  # an ONNX graph names no head
+        result.warnings.extend(head_warnings(result.head, result.num_labels))
     if result.prefixes:
         logger.info("%s: keys carry wrapper prefix %s", path, "".join(result.prefixes))
     # INFO, not WARNING: the warnings are part of the returned report, which callers show.

@@ -21,13 +21,14 @@ from torch import nn
 from tagsure.heads.crf import CRF, FORBIDDEN
 from tagsure.models import graph_inputs
 from tagsure.models.frame import TaggerFrame
+from tagsure.storage import fingerprint
+from tagsure.storage.onnx_file import METADATA_KEY
 
 if TYPE_CHECKING:
     from tagsure.storage.model_file import TaggerLike
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "tagsure"
 OPSET = 17
 
 
@@ -56,6 +57,9 @@ def onnx_document(tagger: TaggerLike) -> dict[str, Any]:
         # numbers the torch CRF uses.
         decoder.update(transitions=trans.tolist(), start=start.tolist(), end=end.tolist())
         decoder["forbidden"] = FORBIDDEN
+    stored = tagger.metadata.get("fingerprint")
+    if isinstance(stored, fingerprint.Fingerprint):  # so `tagsure verify` can check the export
+        document["fingerprint"] = {**stored.to_json(), "emissions": stored.emissions.tolist()}
     model = tagger.model
     document["onnx"] = {
         "inputs": model.input_names(),
@@ -87,9 +91,12 @@ def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
 
     graph = EmissionGraph(tagger.model).eval()
     outputs = tagger.model.graph_output_names(tagger.model.config)
-    with torch.no_grad(), warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of dynamo=True: see the module doc.
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with torch.no_grad(), warnings.catch_warnings(record=True) as said:
+        # The tracer's warnings are about shapes it cannot see ("batch_size other than 1 with
+        # LSTM", Python booleans in attention masks, TorchScript's deprecation): every
+        # architecture's export is checked against torch at mixed batch shapes in
+        # tests/test_onnx.py, so they go to the log, not to the user's terminal.
+        warnings.simplefilter("always")
         torch.onnx.export(
             graph,
             example_inputs(tagger),
@@ -100,6 +107,8 @@ def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+    for warning in said:
+        logger.info("torch.onnx.export: %s", warning.message)
     model = onnx.load(str(path))
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from tagsure.errors import ModelFileError
 from tagsure.storage.document import DocumentKind, read_document, write_document
 
 #: The file name inside a run's resume directory (kept from when it was called a checkpoint).
@@ -56,7 +57,9 @@ def load_resume_state(directory: str | Path) -> ResumeState:
     """The resume state in ``directory``, its tensors memory-mapped (copy-on-write)."""
     path = Path(directory) / RESUME_STATE_NAME
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no training checkpoint to resume from")
+        raise ModelFileError(
+            f"{path}: no training checkpoint to resume from; give the folder --checkpoint-dir wrote"
+        )
     read = read_document(path, RESUME_STATE)
     document, tensors = read.document, read.tensors
     parts: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "extra": {}}
