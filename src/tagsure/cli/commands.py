@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,38 @@ class CommandFailed(TagsureError):
         self.exit_code = exit_code
 
 
+@dataclass(frozen=True)
+class Placement:
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def launched() -> bool:
+    """Whether this process is one of a torchrun launch (WORLD_SIZE set)."""
+    return "WORLD_SIZE" in os.environ
+
+
+def launch(nproc: int, argv: list[str], run_dir: Path | None) -> None:
+    """``tagsure ARGV`` on ``nproc`` processes of this machine, started by torchrun."""
+    args, skip = [], False
+    for arg in argv:  # the same command, without --nproc: each process is one of the N
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={nproc}", "-m", "tagsure", *args]
+    code = subprocess.run(command).returncode
+    if code != 0:
+        hint = f"; its last checkpoint is intact: resume with --resume {run_dir} --nproc {nproc}"
+        raise CommandFailed(
+            f"training on {nproc} processes failed (exit code {code}; torchrun's report above "
+            f"names the process){hint if run_dir else ''}"
+        )
+
+
 def train(
     train_file: Path | None,
     dev_file: Path | None,
@@ -55,9 +88,15 @@ def train(
     checkpoint_dir: Path | None,
     checkpoint_every: int,
     resume_dir: Path | None,
+    placement: Placement = Placement(),
 ) -> None:
+    from tagsure.training.distributed import leave
+
+    first = int(os.environ.get("RANK", "0")) == 0  # one process of N shows progress and prints
+    progress = TqdmProgress() if first else None
+    where = placement.device, placement.precision
     if resume_dir is not None:
-        result = resume(resume_dir, progress=TqdmProgress())
+        result = resume(resume_dir, progress, *where)
     else:
         config = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
         if train_file:
@@ -70,10 +109,15 @@ def train(
         result = run_training(
             config,
             out=out,
-            progress=TqdmProgress(),
+            progress=progress,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
+            device=placement.device,
+            precision=placement.precision,
         )
+    leave()
+    if not first:
+        return
     best = next(r for r in result.history if r.epoch == result.best_epoch)
     print(f"stopped: {result.stop_reason}; best epoch {result.best_epoch}: {format_record(best)}")
     if resume_dir is None:

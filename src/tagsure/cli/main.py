@@ -39,6 +39,13 @@ Resume = Annotated[
     Path | None,
     typer.Option(help="Continue the run checkpointed in this folder, exactly where it stopped."),
 ]
+# Options of every command that runs a network.
+Device = Annotated[
+    str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (a GPU where there is one).")
+]
+Precision = Annotated[
+    str, typer.Option(help="fp32, or bf16/fp16 mixed precision (autocast; fp16 scales the loss).")
+]
 
 app.command()(serve.serve)
 
@@ -70,11 +77,23 @@ def train(
     compile_steps: Annotated[
         bool, typer.Option("--compile", help="Run the training steps under torch.compile.")
     ] = False,
+    device: Device = "cpu",
+    precision: Precision = "fp32",
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train data-parallel on N processes of this machine (torchrun --standalone "
+            "--nproc-per-node N); each takes --batch-size sentences of a batch of N x that."
+        ),
+    ] = 1,
 ) -> None:
     """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
 
     Beside the model it writes NAME.metrics.jsonl (one line per epoch) and NAME.curve.png.
     """
+    if nproc > 1 and not commands.launched():
+        commands.launch(nproc, sys.argv[1:], resume or checkpoint_dir)
+        return
     overrides = {
         "epochs": epochs,
         "max_minutes": max_minutes,
@@ -83,7 +102,15 @@ def train(
         "compile": True if compile_steps else None,
     }
     commands.train(
-        train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume
+        train_file,
+        dev_file,
+        out,
+        config,
+        overrides,
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        commands.Placement(device, precision),
     )
 
 
