@@ -147,8 +147,8 @@ def lm_train(
     print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")
 
 
-def evaluate(model: Path, data: Path, as_json: bool) -> None:
-    tagger = Tagger.load(model)
+def evaluate(model: Path, data: Path, as_json: bool, placement: Placement = Placement()) -> None:
+    tagger = Tagger.load(model, device=placement.device, precision=placement.precision)
     metrics = tagger.evaluate(read_conll(data))  # streamed: memory does not grow with the file
     print(json.dumps(metrics.to_dict(), indent=2) if as_json else metrics.format_table())
 
@@ -334,10 +334,10 @@ def demo(out: Path, max_minutes: float) -> None:
         raise CommandFailed("the reloaded model's metrics differ from the trained model's")
 
 
-def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
+def verify(model: Path, data: Path | None, tolerance: float | None, device: str = "cpu") -> None:
     from tagsure.storage import fingerprint
 
-    tagger = Tagger.load(model, verify=False)
+    tagger = Tagger.load(model, verify=False, device=device)
     stored = tagger.metadata.get("fingerprint")
     if stored is None:
         raise CommandFailed(f"{model}: the file has no fingerprint to verify")
@@ -348,7 +348,8 @@ def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
         f"probe: {len(stored.sentences)} sentences, {tokens} tokens; emissions "
         f"{'bit-identical' if check.identical_emissions else 'differ'} (max abs difference "
         f"{check.max_abs_difference:.3g}, tolerance {check.tolerance:g}"
-        f"{'' if check.same_platform else ': saved on another platform'}); tags {tags}"
+        f"{'' if check.same_platform else ': saved on another platform or device'}, run on "
+        f"{tagger.device}); tags {tags}"
     )
     saved = tagger.metadata.get("metrics", {}).get("dev")
     now = tagger.evaluate(load_corpus(data)) if data is not None else None

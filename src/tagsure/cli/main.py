@@ -119,9 +119,11 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .tagsure model file.")],
     data: Annotated[Path, typer.Argument(help="A tagged CoNLL file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    device: Device = "cpu",
+    precision: Precision = "fp32",
 ) -> None:
     """Score a model on a tagged file: entity precision/recall/F1 per type, as conlleval counts."""
-    commands.evaluate(model, data, as_json)
+    commands.evaluate(model, data, as_json, commands.Placement(device, precision))
 
 
 @app.command()
@@ -249,9 +251,12 @@ def verify(
             "on the platform the file was saved on; 1e-4 on another)."
         ),
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="Where to re-run the probe (cpu, cuda, cuda:N, mps, auto).")
+    ] = "cpu",
 ) -> None:
     """Re-run the probe stored at save time (and the dev metrics, given DATA); exit 1 on change."""
-    commands.verify(model, data, tolerance)
+    commands.verify(model, data, tolerance, device)
 
 
 @app.command("inspect")

@@ -314,6 +314,7 @@ class _Run(Run[np.ndarray, EpochRecord]):
             "effective_batch_size": self.global_batch,
         }
         history = self.history()
+        tagger.precision = "fp32"  # the file's fingerprint is of fp32 inference
         if self.out and self.writes:
             tagger.save(self.out)
             plot_curve(history, _sibling(self.out, ".curve.png"))
