@@ -174,8 +174,10 @@ def test_killed_rank_fails_fast_and_the_run_resumes_exactly(tmp_path: Path) -> N
     with pytest.raises(DistributedError, match=r"checkpointed with 2 process\(es\).*--nproc 2"):
         resume(killed / "checkpoints")
 
-    run([sys.executable, "-m", "tagsure", "train", "--resume", str(killed / "checkpoints")]
-        + ["--nproc", "2"])
+    run(
+        [sys.executable, "-m", "tagsure", "train", "--resume", str(killed / "checkpoints")]
+        + ["--nproc", "2"]
+    )
     expected, resumed = weights(straight / "model.tagsure"), weights(killed / "model.tagsure")
     assert expected.keys() == resumed.keys()
     for name in expected:

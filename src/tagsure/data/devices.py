@@ -74,9 +74,7 @@ def move(batch: B, device: torch.device) -> B:
     return replace(batch, **changes)  # type: ignore[type-var]
 
 
-def autocast(
-    device: torch.device, precision: str
-) -> contextlib.AbstractContextManager[Any]:
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """Mixed precision for a forward pass: none in fp32 (not even a disabled autocast)."""
     if check_precision(precision) == "fp32":
         return contextlib.nullcontext()

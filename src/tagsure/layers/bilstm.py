@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-def run_lstm(lstm: nn.LSTM, x: Any, *state: Any) -> Any:
+def run_lstm(lstm: nn.Module, x: Any, *state: Any) -> Any:
     """``lstm(x, *state)``; under CPU autocast in fp32, as oneDNN has no bf16 LSTM on every
     CPU (outside autocast: the plain call, so fp32 stays bit-identical)."""
     if torch.is_autocast_enabled("cpu") and not getattr(x, "is_cuda", False):

@@ -78,7 +78,9 @@ class World:
             state = np.random.SeedSequence([seed, self.rank, step]).generate_state(1, np.uint64)
             torch.manual_seed(int(state[0]) >> 1)
 
-    def sum_gradients(self, parameters: Sequence[torch.nn.Parameter], *values: float) -> list[float]:
+    def sum_gradients(
+        self, parameters: Sequence[torch.nn.Parameter], *values: float
+    ) -> list[float]:
         """Sum the parameters' gradients and ``values`` over the ranks, in place; returns the
         summed values. A parameter no rank gave a gradient keeps none (as on one process)."""
         if not self.parallel:
