@@ -86,7 +86,8 @@ def run(kind: str, layout: str, args: argparse.Namespace, work: Path) -> dict:
     from tagsure.storage.model_file import read_model_file
 
     record = read_model_file(out)[0]["training"]["result"]
-    epochs = [json.loads(line) for line in out.with_suffix(".metrics.jsonl").read_text().splitlines()]
+    log = out.with_suffix(".metrics.jsonl").read_text()
+    epochs = [json.loads(line) for line in log.splitlines()]
     return {
         "tagger": kind,
         "layout": layout,

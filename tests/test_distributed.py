@@ -188,3 +188,23 @@ def test_killed_rank_fails_fast_and_the_run_resumes_exactly(tmp_path: Path) -> N
         return [(r["epoch"], r["train_loss"], r["dev"]["f1"]) for r in map(json.loads, lines)]
 
     assert scores(killed) == scores(straight)
+
+
+def test_lm_on_two_processes_equals_one_with_twice_the_streams(tmp_path: Path) -> None:
+    text = corpora(tmp_path, 400, 0)[0]
+
+    def lm_train(folder: Path, streams: int, *extra: str) -> Path:
+        out = folder / "lm.tagsure-lm"
+        args = ["lm", "train", "--conll", str(text), "--out", str(out), "--epochs", "1"]
+        args += ["--hidden-size", "32", "--sequence-length", "40", "--dropout", "0"]
+        run([sys.executable, "-m", "tagsure", *args, "--batch-size", str(streams), *extra])
+        return out
+
+    from safetensors.torch import load_file
+
+    expected = load_file(str(lm_train(tmp_path / "one", 8)))
+    got = load_file(str(lm_train(tmp_path / "two", 4, "--nproc", "2")))
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert torch.allclose(got[name], expected[name], rtol=0, atol=1e-5), name
+    assert any(not torch.equal(got[n], expected[n]) for n in expected)

@@ -134,15 +134,21 @@ def lm_train(
     resume_dir: Path | None,
 ) -> None:
     from tagsure.cli.progress import TqdmLMProgress
+    from tagsure.training.distributed import leave
     from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
 
     epochs = settings.pop("epochs")
+    first = int(os.environ.get("RANK", "0")) == 0  # one process of N shows progress and prints
+    progress = TqdmLMProgress() if first else None
     if resume_dir is not None:
-        records = resume_lm(resume_dir, TqdmLMProgress(), epochs)
+        records = resume_lm(resume_dir, progress, epochs)
     else:
         config = LMTrainConfig(text=text, conll=conll, **settings)
         config.epochs = epochs or config.epochs
-        records = train_lm(config, out, TqdmLMProgress(), checkpoint_dir, checkpoint_every)
+        records = train_lm(config, out, progress, checkpoint_dir, checkpoint_every)
+    leave()
+    if not first:
+        return
     best = min(records, key=lambda r: r.holdout_bpc)
     print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")
 

@@ -321,11 +321,22 @@ def lm_train(
     batch_size: Annotated[int, typer.Option(help="Text streams read in parallel.")] = 64,
     sequence_length: Annotated[int, typer.Option(help="Characters per TBPTT step.")] = 250,
     seed: Annotated[int, typer.Option(help="Seed; the same seed repeats a CPU run.")] = 1,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and LSTM output.")] = 0.1,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = 0,
     resume: Resume = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train data-parallel on N processes of this machine (torchrun); each reads "
+            "--batch-size streams of N x that many."
+        ),
+    ] = 1,
 ) -> None:
     """Train a character-level LSTM language model (forward or backward) on raw text."""
+    if nproc > 1 and not commands.launched():
+        commands.launch(nproc, sys.argv[1:], resume or checkpoint_dir)
+        return
     commands.lm_train(
         out,
         [str(p) for p in text or []],
@@ -338,6 +349,7 @@ def lm_train(
             "batch_size": batch_size,
             "sequence_length": sequence_length,
             "seed": seed,
+            "dropout": dropout,
         },
         checkpoint_dir,
         checkpoint_every,

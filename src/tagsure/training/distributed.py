@@ -102,6 +102,31 @@ class World:
             offset += n
         return summed.tolist()
 
+    def check_resume(self, saved: int, batch_size: int, checkpoint_dir: object, unit: str) -> None:
+        """Resume with the world size of the checkpoint, or a refusal saying what would change."""
+        if saved != self.size:
+            raise DistributedError(
+                f"{checkpoint_dir}: the run was checkpointed with {saved} process(es), an "
+                f"effective batch of {batch_size} x {saved} = {batch_size * saved} {unit}; "
+                f"with {self.size} it would be {batch_size * self.size} and the epoch's "
+                "batches would differ, so the resume would not be exact. Resume with "
+                f"{saved} process(es) (--nproc {saved}, or torchrun --nproc-per-node {saved})"
+            )
+
+    def gather_rows(self, tensor: torch.Tensor, dim: int) -> torch.Tensor:
+        """The ranks' ``tensor``s (equal shapes) concatenated along ``dim`` in rank order."""
+        if not self.parallel:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self.size)]
+        with self.collective("gathering state"):
+            dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=dim)
+
+    def rows(self, count: int) -> slice:
+        """This rank's contiguous part of ``count`` rows (``count`` a multiple of the size)."""
+        per = count // self.size
+        return slice(self.rank * per, (self.rank + 1) * per)
+
     def merge_metrics(self, accumulator: MetricsAccumulator) -> MetricsAccumulator:
         """The counts of every rank's shard, summed: the metrics of the whole set."""
         if not self.parallel:

@@ -21,7 +21,6 @@ from tagsure.data.batching import bucketed_batches, shuffled_batches, split_by_p
 from tagsure.data.conll import Corpus
 from tagsure.data.devices import autocast, grad_scaler, move, resolve_device
 from tagsure.data.schemes import TagScheme, convert
-from tagsure.errors import DistributedError
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.storage.fingerprint import choose_probe
 from tagsure.storage.model_file import describe, tagger_from_document
@@ -105,7 +104,8 @@ def resume(
     tagger.metadata["metrics"] = document["model"].get("metrics", {})
     out, every = document["out"], document["checkpoint_every"]
     place = _Place.join(device, precision, checkpoint_dir)
-    place.check_resume(document.get("world_size", 1), config.training.batch_size, checkpoint_dir)
+    saved, batch = document.get("world_size", 1), config.training.batch_size
+    place.world.check_resume(saved, batch, checkpoint_dir, "sentences")
     run = _Run(config, tagger, *read_corpora(config), out, checkpoint_dir, every, place)
     run.restore(checkpoint)
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
@@ -124,17 +124,6 @@ class _Place:
         chosen = resolve_device(device)
         world = join(chosen, where=str(checkpoint_dir) if checkpoint_dir else "")
         return cls(rank_device(chosen, world), precision, world)
-
-    def check_resume(self, saved: int, batch_size: int, checkpoint_dir: str | Path) -> None:
-        """The same world size, or a refusal that says what would change."""
-        if saved != self.world.size:
-            raise DistributedError(
-                f"{checkpoint_dir}: the run was checkpointed with {saved} process(es), an "
-                f"effective batch of {batch_size} x {saved} = {batch_size * saved} sentences; "
-                f"with {self.world.size} it would be {batch_size * self.world.size} and the "
-                "epoch's batches would differ, so the resume would not be exact. Resume with "
-                f"{saved} process(es) (tagsure train --resume {checkpoint_dir} --nproc {saved})"
-            )
 
 
 class _Run(Run[np.ndarray, EpochRecord]):
