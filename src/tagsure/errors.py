@@ -31,3 +31,7 @@ class InputError(TagsureError, ValueError):
 
 class ModelFileError(TagsureError, ValueError):
     """A file that is not a readable tagsure model; the message names the file and the fix."""
+
+
+class DistributedError(TagsureError):
+    """A data-parallel run that cannot go on: a process stopped, or the launch is incomplete."""

@@ -22,6 +22,7 @@ import torch
 
 from tagsure.data.batching import bucketed_batches
 from tagsure.data.conll import Corpus, Sentence
+from tagsure.data.devices import autocast, check_precision, move, resolve_device
 from tagsure.data.schemes import TagScheme, convert, to_spans
 from tagsure.data.text import Token, split_sentences
 from tagsure.errors import InputError
@@ -108,6 +109,28 @@ class Tagger:
         self.model_scheme = model_scheme
         self.output_scheme = output_scheme
         self.metadata: dict[str, Any] = metadata or {}
+        self.precision = "fp32"  # of inference: fp32, or bf16/fp16 autocast (see :meth:`to`)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device | None = None, precision: str | None = None) -> Tagger:
+        """Run on ``device`` (cpu, cuda, cuda:N, mps, auto), in ``precision``; returns self.
+
+        Example:
+            >>> tagger.to("auto", precision="bf16")                   # doctest: +SKIP
+        """
+        self.model.to(resolve_device(device))
+        if precision is not None:
+            self.precision = check_precision(precision)
+        return self
+
+    def _emissions(self, batch: Any) -> torch.Tensor:
+        """(B, T, K) emission scores of a batch, on the tagger's device, in fp32."""
+        device = self.device
+        with autocast(device, self.precision):
+            return self.model.emissions(move(batch, device)).float()
 
     @property
     def labels(self) -> list[str]:
@@ -123,8 +146,7 @@ class Tagger:
         out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         self.model.eval()
         for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
-            batch = data.batch(ids)
-            scores = self.model.emissions(batch)
+            scores = self._emissions(data.batch(ids)).cpu()
             for row, i in enumerate(ids):
                 out[i] = scores[row, : data.lengths[i]].clone()
         return out
@@ -146,12 +168,14 @@ class Tagger:
         head = self.model.head
 
         def decode(batch: Any) -> tuple[np.ndarray, np.ndarray | None]:
-            emissions = self.model.emissions(batch)
-            path = head.decode(emissions, batch.mask)  # (B, T)
+            emissions = self._emissions(batch)
+            mask = batch.mask.to(emissions.device)
+            path = head.decode(emissions, mask)  # (B, T)
             if not with_scores:
-                return path.numpy(), None
-            marginals = head.marginals(emissions, batch.mask)  # (B, T, K)
-            return path.numpy(), marginals.gather(2, path.unsqueeze(2)).squeeze(2).numpy()
+                return path.cpu().numpy(), None
+            marginals = head.marginals(emissions, mask)  # (B, T, K)
+            chosen = marginals.gather(2, path.unsqueeze(2)).squeeze(2)
+            return path.cpu().numpy(), chosen.cpu().numpy()
 
         return decode_all(
             data, decode, self.labels, self.model_scheme, self.output_scheme, with_scores
@@ -242,15 +266,22 @@ class Tagger:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], verify: bool = True, tolerance: float | None = None
+        cls,
+        path: str | os.PathLike[str],
+        verify: bool = True,
+        tolerance: float | None = None,
+        device: str | torch.device | None = None,
+        precision: str | None = None,
     ) -> Tagger:
         """Rebuild a tagger from a file written by :meth:`save`; no pickle is involved.
 
         With ``verify`` (the default) the fingerprint stored at save time is re-run: the probe's
         tags must be identical and its emission scores bit-identical where the file was saved
         (elsewhere within ``fingerprint.CROSS_PLATFORM_TOLERANCE``, or the ``tolerance`` given:
-        max absolute difference), else :class:`ModelFileError` says what differs.
+        max absolute difference), else :class:`ModelFileError` says what differs. The check runs
+        on the CPU in fp32, where the file was saved; then the tagger moves to ``device`` (see
+        :meth:`to`), where scores agree within that tolerance, not bit for bit.
         """
         from tagsure.storage.model_file import load_tagger
 
-        return load_tagger(path, cls, verify, tolerance)
+        return load_tagger(path, cls, verify, tolerance).to(device, precision)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,38 @@ class CommandFailed(TagsureError):
         self.exit_code = exit_code
 
 
+@dataclass(frozen=True)
+class Placement:
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def launched() -> bool:
+    """Whether this process is one of a torchrun launch (WORLD_SIZE set)."""
+    return "WORLD_SIZE" in os.environ
+
+
+def launch(nproc: int, argv: list[str], run_dir: Path | None) -> None:
+    """``tagsure ARGV`` on ``nproc`` processes of this machine, started by torchrun."""
+    args, skip = [], False
+    for arg in argv:  # the same command, without --nproc: each process is one of the N
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={nproc}", "-m", "tagsure", *args]
+    code = subprocess.run(command).returncode
+    if code != 0:
+        hint = f"; its last checkpoint is intact: resume with --resume {run_dir} --nproc {nproc}"
+        raise CommandFailed(
+            f"training on {nproc} processes failed (exit code {code}; torchrun's report above "
+            f"names the process){hint if run_dir else ''}"
+        )
+
+
 def train(
     train_file: Path | None,
     dev_file: Path | None,
@@ -58,10 +91,16 @@ def train(
     checkpoint_dir: Path | None,
     checkpoint_every: int,
     resume_dir: Path | None,
+    placement: Placement = Placement(),
     card: list[str] | None = None,
 ) -> None:
+    from tagsure.training.distributed import leave
+
+    first = int(os.environ.get("RANK", "0")) == 0  # one process of N shows progress and prints
+    progress = TqdmProgress() if first else None
+    where = placement.device, placement.precision
     if resume_dir is not None:
-        result = resume(resume_dir, progress=TqdmProgress())
+        result = resume(resume_dir, progress, *where)
     else:
         config = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
         if train_file:
@@ -76,17 +115,22 @@ def train(
         for name in ("train", "dev", "word_vectors"):
             given = getattr(config.data, name)
             if given and not Path(given).is_file():
-                where = f"[data] {name} in {config_file}" if config_file else f"--{name}"
-                raise InputError(f"{given}: no such file ({where})")
+                named = f"[data] {name} in {config_file}" if config_file else f"--{name}"
+                raise InputError(f"{given}: no such file ({named})")
         if not config.data.train:
             raise InputError("nothing to train on: give --train FILE or [data] train in --config")
         result = run_training(
             config,
             out=out,
-            progress=TqdmProgress(),
+            progress=progress,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
+            device=placement.device,
+            precision=placement.precision,
         )
+    leave()
+    if not first:
+        return
     best = next(r for r in result.history if r.epoch == result.best_epoch)
     print(f"stopped: {result.stop_reason}; best epoch {result.best_epoch}: {format_record(best)}")
     if resume_dir is None:
@@ -103,21 +147,33 @@ def lm_train(
     resume_dir: Path | None,
 ) -> None:
     from tagsure.cli.progress import TqdmLMProgress
+    from tagsure.training.distributed import leave
     from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
 
     epochs = settings.pop("epochs")
+    first = int(os.environ.get("RANK", "0")) == 0  # one process of N shows progress and prints
+    progress = TqdmLMProgress() if first else None
     if resume_dir is not None:
-        records = resume_lm(resume_dir, TqdmLMProgress(), epochs)
+        records = resume_lm(resume_dir, progress, epochs)
     else:
         config = LMTrainConfig(text=text, conll=conll, **settings)
         config.epochs = epochs or config.epochs
-        records = train_lm(config, out, TqdmLMProgress(), checkpoint_dir, checkpoint_every)
+        records = train_lm(config, out, progress, checkpoint_dir, checkpoint_every)
+    leave()
+    if not first:
+        return
     best = min(records, key=lambda r: r.holdout_bpc)
     print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")
 
 
-def evaluate(model: Path, data: Path, as_json: bool, html: Path | None = None) -> None:
-    tagger = load_any_tagger(model)
+def evaluate(
+    model: Path,
+    data: Path,
+    as_json: bool,
+    html: Path | None = None,
+    placement: Placement = Placement(),
+) -> None:
+    tagger = load_any_tagger(model, placement=placement)
     if html is None:
         metrics = tagger.evaluate(read_conll(data))  # streamed: memory stays one chunk's
     else:
@@ -255,10 +311,14 @@ def predict_ray(
 
 
 def load_any_tagger(
-    model: Path, compile_model: bool = False, onnx: bool = False, verify: bool = True
+    model: Path,
+    compile_model: bool = False,
+    onnx: bool = False,
+    verify: bool = True,
+    placement: Placement = Placement(),
 ) -> Any:
-    """A .tagsure tagger (optionally compiled), or an ONNX file's tagger under ONNX Runtime:
-    with ``onnx``, or when the file is one (by name or content)."""
+    """A .tagsure tagger (optionally compiled) on ``placement``'s device, or an ONNX file's
+    tagger under ONNX Runtime: with ``onnx``, or when the file is one (by name or content)."""
     if onnx or looks_like_onnx(model):
         if compile_model:
             raise CommandFailed(f"{model}: an ONNX model cannot run under --compile", 2)
@@ -266,8 +326,12 @@ def load_any_tagger(
             raise CommandFailed(f"{model}: no such ONNX file")
         from tagsure.serving.onnx_runtime import OnnxTagger
 
+        if placement != Placement():
+            raise CommandFailed(f"{model}: an ONNX model runs on ONNX Runtime's CPU, fp32", 2)
         return OnnxTagger(model)
-    tagger = Tagger.load(model, verify=verify)
+    tagger = Tagger.load(
+        model, verify=verify, device=placement.device, precision=placement.precision
+    )
     if compile_model:
         from tagsure.training.compiled import compile_tagger
 
@@ -336,10 +400,10 @@ def demo(out: Path, max_minutes: float) -> None:
         raise CommandFailed("the reloaded model's metrics differ from the trained model's")
 
 
-def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
+def verify(model: Path, data: Path | None, tolerance: float | None, device: str = "cpu") -> None:
     from tagsure.storage import fingerprint
 
-    tagger = load_any_tagger(model, verify=False)
+    tagger = load_any_tagger(model, verify=False, placement=Placement(device))
     is_onnx = not isinstance(tagger, Tagger)
     stored = tagger.metadata.get("fingerprint")
     if stored is None:
@@ -356,7 +420,8 @@ def verify(model: Path, data: Path | None, tolerance: float | None) -> None:
         f"probe: {len(stored.sentences)} sentences, {tokens} tokens; emissions "
         f"{'bit-identical' if check.identical_emissions else 'differ'} (max abs difference "
         f"{check.max_abs_difference:.3g}, tolerance {check.tolerance:g}"
-        f"{'' if check.same_platform else ': saved on another platform'}); tags {tags}"
+        f"{'' if check.same_platform else ': saved on another platform or device'}, run on "
+        f"{tagger.device}); tags {tags}"
     )
     saved = tagger.metadata.get("metrics", {}).get("dev")
     now = tagger.evaluate(load_corpus(data)) if data is not None else None

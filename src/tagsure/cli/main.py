@@ -71,6 +71,13 @@ Resume = Annotated[
         help="Continue the run checkpointed in this folder, exactly where it stopped.",
     ),
 ]
+# Options of every command that runs a network.
+Device = Annotated[
+    str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (a GPU where there is one).")
+]
+Precision = Annotated[
+    str, typer.Option(help="fp32, or bf16/fp16 mixed precision (autocast; fp16 scales the loss).")
+]
 
 app.command()(serve.serve)
 
@@ -118,11 +125,23 @@ def train(
             "training_data, intended_use, limitations, authors); repeat it. Overrides [card]."
         ),
     ] = None,
+    device: Device = "cpu",
+    precision: Precision = "fp32",
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train data-parallel on N processes of this machine (torchrun --standalone "
+            "--nproc-per-node N); each takes --batch-size sentences of a batch of N x that."
+        ),
+    ] = 1,
 ) -> None:
     """Train a BiLSTM-CRF tagger on a CoNLL file and save it as one self-contained file.
 
     Beside the model it writes NAME.metrics.jsonl (one line per epoch) and NAME.curve.png.
     """
+    if nproc > 1 and not commands.launched():
+        commands.launch(nproc, sys.argv[1:], resume or checkpoint_dir)
+        return
     overrides = {
         "epochs": epochs,
         "max_minutes": max_minutes,
@@ -131,7 +150,16 @@ def train(
         "compile": True if compile_steps else None,
     }
     commands.train(
-        train_file, dev_file, out, config, overrides, checkpoint_dir, checkpoint_every, resume, card
+        train_file,
+        dev_file,
+        out,
+        config,
+        overrides,
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        commands.Placement(device, precision),
+        card,
     )
 
 
@@ -152,9 +180,11 @@ def evaluate(
             "(wrong type, spurious, missed) marked."
         ),
     ] = None,
+    device: Device = "cpu",
+    precision: Precision = "fp32",
 ) -> None:
     """Score a model on a tagged file: entity precision/recall/F1 per type, as conlleval counts."""
-    commands.evaluate(model, data, as_json, html)
+    commands.evaluate(model, data, as_json, html, commands.Placement(device, precision))
 
 
 @app.command()
@@ -295,9 +325,12 @@ def verify(
             "on the platform the file was saved on; 1e-4 on another)."
         ),
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="Where to re-run the probe (cpu, cuda, cuda:N, mps, auto).")
+    ] = "cpu",
 ) -> None:
     """Re-run the probe stored at save time (and the dev metrics, given DATA); exit 1 on change."""
-    commands.verify(model, data, tolerance)
+    commands.verify(model, data, tolerance, device)
 
 
 @app.command("inspect")
@@ -384,11 +417,22 @@ def lm_train(
     batch_size: Annotated[int, typer.Option(min=1, help="Text streams read in parallel.")] = 64,
     sequence_length: Annotated[int, typer.Option(min=1, help="Characters per TBPTT step.")] = 250,
     seed: Annotated[int, typer.Option(help="Seed; the same seed repeats a CPU run.")] = 1,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and LSTM output.")] = 0.1,
     checkpoint_dir: CheckpointDir = None,
     checkpoint_every: CheckpointEvery = 0,
     resume: Resume = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train data-parallel on N processes of this machine (torchrun); each reads "
+            "--batch-size streams of N x that many."
+        ),
+    ] = 1,
 ) -> None:
     """Train a character-level LSTM language model (forward or backward) on raw text."""
+    if nproc > 1 and not commands.launched():
+        commands.launch(nproc, sys.argv[1:], resume or checkpoint_dir)
+        return
     commands.lm_train(
         out,
         [str(p) for p in text or []],
@@ -401,6 +445,7 @@ def lm_train(
             "batch_size": batch_size,
             "sequence_length": sequence_length,
             "seed": seed,
+            "dropout": dropout,
         },
         checkpoint_dir,
         checkpoint_every,

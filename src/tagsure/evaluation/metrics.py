@@ -191,6 +191,15 @@ class MetricsAccumulator:
         self._tokens += len(gold_tags)
         self._sentences += 1
 
+    def merge(self, other: MetricsAccumulator) -> None:
+        """Add ``other``'s counts (of other sentences): a corpus scored in shards sums them."""
+        self._true_positives.update(other._true_positives)
+        self._predicted.update(other._predicted)
+        self._gold.update(other._gold)
+        self._correct_tags += other._correct_tags
+        self._tokens += other._tokens
+        self._sentences += other._sentences
+
     def result(self) -> Metrics:
         """The scores so far; adding more sentences afterwards is fine."""
         types = sorted(self._gold.keys() | self._predicted.keys())

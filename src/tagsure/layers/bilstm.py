@@ -10,8 +10,19 @@ the real tokens and can't leak into them: results are exact, whatever the batch'
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+
+def run_lstm(lstm: nn.Module, x: Any, *state: Any) -> Any:
+    """``lstm(x, *state)``; under CPU autocast in fp32, as oneDNN has no bf16 LSTM on every
+    CPU (outside autocast: the plain call, so fp32 stays bit-identical)."""
+    if torch.is_autocast_enabled("cpu") and not getattr(x, "is_cuda", False):
+        with torch.autocast("cpu", enabled=False):
+            return lstm(x.float(), *state)
+    return lstm(x, *state)
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -39,7 +50,7 @@ class BiLSTM(nn.Module):
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers, strict=True)):
             if i:
                 x = self.between_layers(x)
-            ahead, _ = fwd(x)  # (B, T, H)
-            behind, _ = bwd(reverse_padded(x, lengths))
+            ahead, _ = run_lstm(fwd, x)  # (B, T, H)
+            behind, _ = run_lstm(bwd, reverse_padded(x, lengths))
             x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=2)
         return x

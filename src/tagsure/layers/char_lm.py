@@ -23,6 +23,7 @@ from torch import nn
 
 from tagsure.config_dict import JsonConfig
 from tagsure.errors import ConfigError
+from tagsure.layers.bilstm import run_lstm
 
 UNKNOWN = 0  # index of every character outside the dictionary, and of padding
 SENTENCE_START = "\n"  # what precedes a sentence, as a line break precedes it in training text
@@ -101,7 +102,7 @@ class CharLanguageModel(nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Hidden states (B, L, H) after each character of ``ids`` (B, L), and the final state."""
         x = self.dropout(self.embedding(ids))  # (B, L, E)
-        hidden, state = self.lstm(x, state)  # (B, L, H)
+        hidden, state = run_lstm(self.lstm, x, state)  # (B, L, H)
         return hidden, state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

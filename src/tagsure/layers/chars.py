@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from tagsure.errors import ConfigError
+from tagsure.layers.bilstm import run_lstm
 
 
 class CharCNN(nn.Module):
@@ -39,7 +40,7 @@ class CharLSTM(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(
             self.embedding(chars), lengths, batch_first=True, enforce_sorted=False
         )
-        _, (h, _) = self.lstm(packed)  # h: (2, U, hidden)
+        _, (h, _) = run_lstm(self.lstm, packed)  # h: (2, U, hidden)
         return torch.cat([h[0], h[1]], dim=1)
 
 

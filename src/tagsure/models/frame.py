@@ -174,7 +174,8 @@ class TaggerFrame(nn.Module):
 
     def loss(self, batch: Any) -> torch.Tensor:
         assert batch.tags is not None, "training batches carry tags"
-        return self.head.loss(self.emissions(batch), batch.tags, batch.mask)
+        # Under autocast the emissions may be bf16/fp16; the head sums in fp32 (a no-op in fp32)
+        return self.head.loss(self.emissions(batch).float(), batch.tags, batch.mask)
 
     def decode(self, batch: Any) -> torch.Tensor:
         return self.head.decode(self.emissions(batch), batch.mask)

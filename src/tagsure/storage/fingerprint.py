@@ -40,14 +40,25 @@ CROSS_PLATFORM_TOLERANCE = 1e-4
 METHODS = ("sentence", "batched")  # how a probe is run (see the module doc)
 
 
-def current_platform() -> dict[str, str]:
-    """Where emissions are computed now: what decides whether they can be bit-identical."""
+def current_platform(device: torch.device | str = "cpu") -> dict[str, str]:
+    """Where emissions are computed now: what decides whether they can be bit-identical (a
+    GPU, by its name, is another platform than the CPU: its scores agree within tolerance)."""
+    device = torch.device(device)
+    where = {"device": "cpu"}
+    if device.type == "cuda":
+        where = {"device": "cuda", "gpu": torch.cuda.get_device_name(device)}
+    elif device.type != "cpu":
+        where = {"device": device.type}
     return {
         "torch": torch.__version__,
-        "device": "cpu",
+        **where,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": _platform.machine(),
     }
+
+
+def _device_of(tagger: Probed) -> torch.device:
+    return torch.device(getattr(tagger, "device", "cpu"))
 
 
 @dataclass
@@ -111,7 +122,8 @@ def choose_probe(sentences: Sequence[Sequence[str]], tokens: int = PROBE_TOKENS)
 def take(tagger: Probed, sentences: list[list[str]]) -> Fingerprint:
     """The fingerprint of ``tagger`` on ``sentences``, now."""
     emissions, tags = run_probe(tagger, sentences, "sentence")
-    return Fingerprint(sentences, tags, digest(emissions), emissions, current_platform())
+    where = current_platform(_device_of(tagger))
+    return Fingerprint(sentences, tags, digest(emissions), emissions, where)
 
 
 def verify(
@@ -119,7 +131,7 @@ def verify(
 ) -> Verification:
     """Re-run the probe: identical tags, emissions within ``tolerance`` (by default 0 on the
     saving platform, :data:`CROSS_PLATFORM_TOLERANCE` elsewhere)."""
-    same_platform = fingerprint.platform == current_platform()
+    same_platform = fingerprint.platform == current_platform(_device_of(tagger))
     if tolerance is None:
         tolerance = 0.0 if same_platform else CROSS_PLATFORM_TOLERANCE
     result = Verification(tolerance=tolerance, same_platform=same_platform)

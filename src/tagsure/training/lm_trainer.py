@@ -25,8 +25,9 @@ from tagsure.errors import InputError
 from tagsure.layers.char_lm import CharLanguageModel, CharLMConfig, build_dictionary
 from tagsure.storage.lm_file import save_lm
 from tagsure.training.config import LMTrainConfig
+from tagsure.training.distributed import SINGLE, World, join
 from tagsure.training.log import LMEpochRecord, format_lm_record
-from tagsure.training.resume_state import load_resume_state
+from tagsure.training.resume_state import ResumeState, load_resume_state
 from tagsure.training.run import LoggingProgress, Run, RunProgress, Step
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ def train_lm(
         layers=config.layers,
         dropout=config.dropout,
     )
-    run = _LMRun(config, CharLanguageModel(lm_config), text, out, checkpoint_dir, checkpoint_every)
+    lm, world = CharLanguageModel(lm_config), join(where=str(checkpoint_dir or ""))
+    run = _LMRun(config, lm, text, out, checkpoint_dir, checkpoint_every, world)
     run.loop(progress or LoggingProgress(format_lm_record, logger))
     return run.history()
 
@@ -104,7 +106,10 @@ def resume_lm(
     lm = CharLanguageModel(CharLMConfig.from_dict(document["lm_config"]))
     lm.load_state_dict(checkpoint.model, strict=True)
     text = read_training_text(config)
-    run = _LMRun(config, lm, text, document["out"], checkpoint_dir, document["checkpoint_every"])
+    world = join(where=str(checkpoint_dir))
+    world.check_resume(document.get("world_size", 1), config.batch_size, checkpoint_dir, "streams")
+    every = document["checkpoint_every"]
+    run = _LMRun(config, lm, text, document["out"], checkpoint_dir, every, world)
     run.restore(checkpoint)
     run.loop(progress or LoggingProgress(format_lm_record, logger))
     return run.history()
@@ -133,10 +138,14 @@ class _LMRun(Run[int, LMEpochRecord]):
         out: str | Path,
         checkpoint_dir: str | Path | None,
         checkpoint_every: int,
+        world: World = SINGLE,
     ) -> None:
         self.config, self.lm, self.out = config, lm, Path(out)
+        self.world, self.writes = world, world.writes
         train_text, holdout_text = split_holdout(text, config.holdout)
-        self.streams = _streams(lm.encode_text(train_text), config.batch_size)  # (B, N)
+        # batch_size streams per process, of batch_size x processes cut from the text (B, N)
+        streams = _streams(lm.encode_text(train_text), config.batch_size * world.size)
+        self.streams = streams[world.rows(streams.size(0))]
         self.holdout = _streams(lm.encode_text(holdout_text), min(config.batch_size, 16))
         optimizer = torch.optim.AdamW(lm.parameters(), lr=config.learning_rate, fused=True)
         super().__init__(
@@ -149,6 +158,7 @@ class _LMRun(Run[int, LMEpochRecord]):
             "lm_config": self.lm.config.to_dict(),
             "out": str(self.out),
             "checkpoint_every": self.checkpoint_every,
+            "world_size": self.world.size,
         }
 
     def epoch_batches(self) -> range:
@@ -156,7 +166,8 @@ class _LMRun(Run[int, LMEpochRecord]):
 
     def step(self, index: int) -> Step:
         """One optimizer step on the streams' ``index``-th window; its loss is in bits per char."""
-        length = self.config.sequence_length
+        length, world = self.config.sequence_length, self.world
+        world.seed_step(self.config.seed, self.state.steps)
         window = self.streams[:, index * length : (index + 1) * length + 1]  # (B, S + 1)
         carried = (self.carried["h"], self.carried["c"]) if self.carried else None
         hidden, (h, c) = self.lm(window[:, :-1], carried)  # (B, S, H)
@@ -164,11 +175,32 @@ class _LMRun(Run[int, LMEpochRecord]):
         logits = self.lm.logits(hidden)  # (B, S, V)
         loss = F.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss / world.size if world.parallel else loss).backward()  # the mean of all streams
+        nats, chars = loss.item(), window.numel() - window.size(0)
+        if world.parallel:
+            (summed,) = world.sum_gradients(list(self.lm.parameters()), nats)
+            nats, chars = summed / world.size, chars * world.size
         torch.nn.utils.clip_grad_norm_(self.lm.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
-        nats, chars = loss.item(), window.numel() - window.size(0)
         return Step(nats / math.log(2), nats * chars, chars)
+
+    def save(self) -> None:
+        """The checkpoint holds every rank's carried state, (layers, all streams, H)."""
+        own = self.carried
+        self.carried = {k: self.world.gather_rows(v, dim=1) for k, v in own.items()}
+        super().save()
+        self.carried = own
+        self.world.barrier("waiting for rank 0 to write the checkpoint")
+
+    def restore(self, checkpoint: ResumeState) -> None:
+        super().restore(checkpoint)
+        if self.world.parallel:  # this rank's streams of the carried state
+            self.carried = {
+                k: v[:, self.world.rows(v.size(1))].clone() for k, v in self.carried.items()
+            }
+
+    def out_of_time(self) -> bool:  # every rank stops at the same step
+        return bool(self.max_minutes) and self.world.any(super().out_of_time())
 
     @torch.no_grad()
     def holdout_bpc(self) -> float:
@@ -207,6 +239,7 @@ class _LMRun(Run[int, LMEpochRecord]):
         }
         if self.writes:
             save_lm(self.lm, self.out)
+        self.world.barrier("waiting for rank 0 to write the LM")
 
 
 def _streams(ids: np.ndarray, count: int) -> torch.Tensor:

@@ -19,12 +19,14 @@ import torch
 
 from tagsure.data.batching import bucketed_batches, shuffled_batches, split_by_padding
 from tagsure.data.conll import Corpus
+from tagsure.data.devices import autocast, grad_scaler, move, resolve_device
 from tagsure.data.schemes import TagScheme, convert
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.storage.fingerprint import choose_probe
 from tagsure.storage.model_file import describe, tagger_from_document
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
+from tagsure.training.distributed import SINGLE, World, join, rank_device
 from tagsure.training.log import EpochRecord, format_record, plot_curve
 from tagsure.training.resume_state import load_resume_state
 from tagsure.training.run import LoggingProgress, Run, RunProgress, Step
@@ -51,11 +53,15 @@ def train(
     corpora: tuple[Corpus, Corpus | None] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
+    device: str | None = None,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train a tagger as ``config`` says; with ``out``, save it there with its log and curve.
 
     With ``checkpoint_dir``, a checkpoint is written there at the end of every epoch and every
-    ``checkpoint_every`` optimizer steps; :func:`resume` continues from it.
+    ``checkpoint_every`` optimizer steps; :func:`resume` continues from it. ``device`` (cpu,
+    cuda, cuda:N, mps, auto) is where it trains, ``precision`` (fp32, bf16, fp16) its autocast.
+    Started by torchrun, each process trains a shard of every batch (training/distributed.py).
 
     Example:
         >>> from tagsure import TrainConfig, train                        # doctest: +SKIP
@@ -71,12 +77,18 @@ def train(
     probe = choose_probe([s.tokens for s in (dev_corpus or train_corpus).sentences])
     metadata = {"training": config.to_dict(), "probe": probe, "card": config.card.to_dict()}
     tagger = Tagger(model, vectorizer, model_scheme, output_scheme, metadata)
-    run = _Run(config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every)
+    place = _Place.join(device, precision, checkpoint_dir)
+    run = _Run(
+        config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every, place
+    )
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
 
 
 def resume(
-    checkpoint_dir: str | Path, progress: RunProgress[EpochRecord] | None = None
+    checkpoint_dir: str | Path,
+    progress: RunProgress[EpochRecord] | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Continue the run whose checkpoint is in ``checkpoint_dir``, exactly where it stopped.
 
@@ -91,9 +103,27 @@ def resume(
     tagger.metadata["probe"] = document["probe"]
     tagger.metadata["metrics"] = document["model"].get("metrics", {})
     out, every = document["out"], document["checkpoint_every"]
-    run = _Run(config, tagger, *read_corpora(config), out, checkpoint_dir, every)
+    place = _Place.join(device, precision, checkpoint_dir)
+    saved, batch = document.get("world_size", 1), config.training.batch_size
+    place.world.check_resume(saved, batch, checkpoint_dir, "sentences")
+    run = _Run(config, tagger, *read_corpora(config), out, checkpoint_dir, every, place)
     run.restore(checkpoint)
     return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
+
+
+@dataclass
+class _Place:
+    """Where a run's steps happen: its device and precision, and its rank among processes."""
+
+    device: torch.device
+    precision: str = "fp32"
+    world: World = SINGLE
+
+    @classmethod
+    def join(cls, device: str | None, precision: str, checkpoint_dir: str | Path | None) -> _Place:
+        chosen = resolve_device(device)
+        world = join(chosen, where=str(checkpoint_dir) if checkpoint_dir else "")
+        return cls(rank_device(chosen, world), precision, world)
 
 
 class _Run(Run[np.ndarray, EpochRecord]):
@@ -111,7 +141,13 @@ class _Run(Run[np.ndarray, EpochRecord]):
         out: str | Path | None,
         checkpoint_dir: str | Path | None,
         checkpoint_every: int,
+        place: _Place | None = None,
     ) -> None:
+        self.place = place or _Place(torch.device("cpu"))
+        self.world, self.writes = self.place.world, self.place.world.writes
+        if dev_corpus is not None and self.world.parallel:  # each rank scores its shard
+            shard = self.world.shard(np.arange(len(dev_corpus.sentences)))
+            dev_corpus = Corpus([dev_corpus.sentences[i] for i in shard], dev_corpus.scheme)
         self.config, self.tagger, self.dev_corpus = config, tagger, dev_corpus
         self.out = Path(out) if out else None
         vectorizer, scheme, source = tagger.vectorizer, tagger.model_scheme, tagger.output_scheme
@@ -126,7 +162,10 @@ class _Run(Run[np.ndarray, EpochRecord]):
         for data in (self.train_data, self.dev_data):  # frozen character LMs: computed once
             if data is not None:
                 tagger._attach_features(data)
-        opt, model = config.training, tagger.model
+        opt, model = config.training, tagger.model.to(self.place.device)
+        tagger.precision = self.place.precision
+        self.scaler = grad_scaler(self.place.device, self.place.precision)
+        self.global_batch = opt.batch_size * self.world.size  # the effective batch
         optimizer = build_optimizer(
             model,
             opt.optimizer,
@@ -136,7 +175,7 @@ class _Run(Run[np.ndarray, EpochRecord]):
             opt.layer_lr_decay,
             opt.head_learning_rate,
         )
-        self.planned_steps = opt.epochs * -(-len(self.train_data) // opt.batch_size)
+        self.planned_steps = opt.epochs * -(-len(self.train_data) // self.global_batch)
         self.loss = model.loss
         if opt.compile:
             from tagsure.training.compiled import compile_network
@@ -154,36 +193,51 @@ class _Run(Run[np.ndarray, EpochRecord]):
             "checkpoint_every": self.checkpoint_every,
             "model": describe(self.tagger),
             "probe": self.tagger.metadata.get("probe", []),
+            "world_size": self.world.size,
         }
 
     def epoch_batches(self) -> list[np.ndarray]:
         opt = self.config.training
         rng = np.random.default_rng([opt.seed, self.state.epoch])
-        if opt.group_by_length:
-            return bucketed_batches(self.train_data.lengths, opt.batch_size, rng)
-        return shuffled_batches(len(self.train_data), opt.batch_size, rng)
+        if opt.group_by_length:  # global batches: each rank takes its shard of each in step()
+            return bucketed_batches(self.train_data.lengths, self.global_batch, rng)
+        return shuffled_batches(len(self.train_data), self.global_batch, rng)
 
     def step(self, ids: np.ndarray) -> Step:
         """One optimizer step on a batch of sentences; its loss is a mean per sentence."""
-        model, opt = self.tagger.model, self.config.training
+        model, opt, place = self.tagger.model, self.config.training, self.place
+        tokens = int(self.train_data.lengths[ids].sum())
+        count = len(ids)
+        denominator = tokens if opt.loss_average == "token" else count  # of the global batch
+        self.world.seed_step(opt.seed, self.state.steps)
+        ids = self.world.shard(ids)  # this rank's sentences: all of them on one process
         lengths = self.train_data.lengths[ids]
-        tokens = int(lengths.sum())
-        parts = split_by_padding(ids, lengths) if opt.split_by_length else [ids]
-        denominator = tokens if opt.loss_average == "token" else len(ids)
+        parts = split_by_padding(ids, lengths) if opt.split_by_length and len(ids) else [ids]
         self.optimizer.zero_grad(set_to_none=True)
         loss = 0.0
         for part in parts:  # micro-batches: their gradients add up to the whole batch's
-            part_loss = self.loss(self.train_data.batch(part)) / denominator
-            part_loss.backward()
+            if not len(part):  # a rank with no sentence of a short last batch
+                continue
+            with autocast(place.device, place.precision):
+                part_loss = self.loss(move(self.train_data.batch(part), place.device))
+            part_loss = part_loss / denominator
+            (self.scaler.scale(part_loss) if self.scaler else part_loss).backward()
             loss += part_loss.item()
+        (loss,) = self.world.sum_gradients(list(model.parameters()), loss)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         if opt.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad_norm)
         if opt.warmup_fraction:
             apply_schedule(
                 self.optimizer, self.state.steps, self.planned_steps, opt.warmup_fraction
             )
-        self.optimizer.step()
-        return Step(loss, loss * len(ids), tokens)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return Step(loss, loss * count, tokens)
 
     def close_epoch(self) -> tuple[EpochRecord, float | None]:
         state = self.state
@@ -200,7 +254,7 @@ class _Run(Run[np.ndarray, EpochRecord]):
         accumulator = MetricsAccumulator()
         for sentence, tags in zip(self.dev_corpus.sentences, predicted, strict=True):
             accumulator.add(sentence.tags or [], tags)
-        metrics = self.dev_metrics = accumulator.result()
+        metrics = self.dev_metrics = self.world.merge_metrics(accumulator).result()
         record.dev = {
             "precision": float(metrics.micro.precision),
             "recall": float(metrics.micro.recall),
@@ -208,6 +262,13 @@ class _Run(Run[np.ndarray, EpochRecord]):
             "accuracy": float(metrics.accuracy),
         }
         return record, record.dev["f1"]
+
+    def save(self) -> None:  # rank 0 writes; the others wait for the file
+        super().save()
+        self.world.barrier("waiting for rank 0 to write the checkpoint")
+
+    def out_of_time(self) -> bool:  # every rank stops at the same step
+        return bool(self.max_minutes) and self.world.any(super().out_of_time())
 
     def on_best(self, record: EpochRecord) -> None:
         if self.dev_metrics is not None:
@@ -238,11 +299,15 @@ class _Run(Run[np.ndarray, EpochRecord]):
             "stop_reason": stop_reason,
             "train_seconds": state.train_seconds,
             "train_tokens": state.train_tokens,
+            "world_size": self.world.size,
+            "effective_batch_size": self.global_batch,
         }
         history = self.history()
+        tagger.precision = "fp32"  # the file's fingerprint is of fp32 inference
         if self.out and self.writes:
             tagger.save(self.out)
             plot_curve(history, _sibling(self.out, ".curve.png"))
+        self.world.barrier("waiting for rank 0 to write the model")
         return TrainResult(
             tagger, history, state.best_epoch, state.train_seconds, state.train_tokens, stop_reason
         )
