@@ -67,7 +67,7 @@ class ServerState:
         s = self.settings
 
         def predict(sentences: list[list[str]]) -> list[Any]:
-            return model.tagger.predict(sentences, with_scores=True)  # type: ignore[no-any-return]
+            return model.tagger.predict(sentences, with_scores=True)
 
         batcher = Batcher(
             predict,
@@ -191,14 +191,20 @@ def create_app(
             "model": loaded.info(),
             "long_inputs": loaded.split.description,
             "batching": "dynamic: concurrent requests share batches of up to "
-            f"{settings.max_batch_tokens} tokens, each waiting at most {settings.max_wait_ms} ms",
+            f"{settings.max_batch_tokens} tokens, waiting at most {settings.max_wait_ms} ms and "
+            "only for requests being split; a batch of several requests is tagged in groups of "
+            "similar sentence length",
+            "admission": f"429 when {settings.max_queue} requests wait or when the work ahead "
+            f"would take the model over {settings.max_queue_seconds:g} s at its measured speed",
             "settings": settings.public(),
         }
 
     @app.get("/metrics", dependencies=[Depends(authorised)])
     async def metrics() -> Response:
-        depth = state.batcher.depth() if state.batcher else (0, 0)
-        return Response(state.metrics.render(depth), media_type=state.metrics.content_type)
+        batcher = state.batcher
+        depth = batcher.depth() if batcher else (0, 0)
+        rate = batcher.tokens_per_second() if batcher else None
+        return Response(state.metrics.render(depth, rate), media_type=state.metrics.content_type)
 
     @app.post(
         "/predict",
