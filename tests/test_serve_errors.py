@@ -140,6 +140,34 @@ def test_429_with_retry_after_when_the_queue_is_full(tiny_model: Path) -> None:
     assert 'code="429",outcome="failure",route="/predict"} 1.0' in metrics
 
 
+def test_429_when_the_work_ahead_is_over_max_queue_seconds(tiny_model: Path) -> None:
+    model, gate = gated(tiny_model)
+    gate.gate.set()
+
+    async def scenario(url: str) -> tuple[httpx.Response, httpx.Response, str]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            body = {"inputs": TEXT}
+            for _ in range(3):  # the model's speed is measured from the second batch on
+                assert (await client.post("/predict", json=body)).status_code == 200
+            metrics = (await client.get("/metrics")).text
+            gate.gate.clear()
+            gate.entered.clear()
+            running = asyncio.create_task(client.post("/predict", json=body))
+            while not gate.entered.is_set():
+                await asyncio.sleep(0.01)
+            refused = await client.post("/predict", json=body)  # work ahead: over 0 s
+            gate.gate.set()
+            return await running, refused, metrics
+
+    with serving(model, max_queue_seconds=0.0) as url:
+        running, refused, metrics = asyncio.run(scenario(url))
+    assert running.status_code == 200
+    check(refused, 429, "overloaded", "over the 0 s limit (--max-queue-seconds)")
+    assert int(refused.headers["Retry-After"]) >= 1
+    speed = [line for line in metrics.splitlines() if line.startswith("tagsure_model_tokens")]
+    assert float(speed[0].split()[1]) > 0
+
+
 def test_504_past_the_timeout_and_the_server_goes_on(tiny_model: Path) -> None:
     model, gate = gated(tiny_model)
     with serving(model, timeout=0.5) as url:

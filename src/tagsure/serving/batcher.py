@@ -213,6 +213,15 @@ class Batcher:
                 self._condition.wait(left)
             return batch
 
+    def _done(self, tokens: int, seconds: float) -> None:
+        """The running batch is over: nothing runs now, and its speed updates the estimate."""
+        with self._condition:
+            self._running_tokens = self._running_jobs = 0
+            self._batches += 1
+            if tokens and seconds > 0 and self._batches > 1:
+                rate, measured = self._tokens_per_second, tokens / seconds
+                self._tokens_per_second = measured if rate is None else 0.8 * rate + 0.2 * measured
+
     def _pop(self) -> Job:
         job = self._queue.popleft()
         self._queued_tokens -= job.tokens
@@ -227,8 +236,6 @@ class Batcher:
                 self._running_jobs = len(jobs)
             if jobs:
                 self._tag(jobs)
-            with self._condition:
-                self._running_tokens = self._running_jobs = 0
 
     def _tag(self, jobs: list[Job]) -> None:
         started = time.perf_counter()
@@ -238,15 +245,13 @@ class Batcher:
             predictions = run(sentences) if sentences else []
         except Exception as err:  # a bug, or an input the model can't take: fail these jobs only
             logger.exception("tagging a batch of %d requests failed", len(jobs))
+            self._done(0, 0.0)
             for job in jobs:
                 job.future.set_exception(err)
             return
         seconds = time.perf_counter() - started
         tokens = sum(job.tokens for job in jobs)
-        self._batches += 1
-        if tokens and seconds > 0 and self._batches > 1:
-            rate, measured = self._tokens_per_second, tokens / seconds
-            self._tokens_per_second = measured if rate is None else 0.8 * rate + 0.2 * measured
+        self._done(tokens, seconds)  # before any answer: a caller's next request sees it done
         cursor = 0
         for job in jobs:
             n = len(job.sentences)
