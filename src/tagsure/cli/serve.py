@@ -36,6 +36,9 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Requests waiting for the model; more get 429.")
     ] = D.max_queue,
+    max_queue_seconds: Annotated[
+        float, typer.Option(help="Seconds of work queued ahead, at the measured rate; 429 above.")
+    ] = D.max_queue_seconds,
     timeout: Annotated[
         float, typer.Option(help="Seconds per request; later answers are 504.")
     ] = D.timeout,
@@ -72,6 +75,7 @@ def serve(
         max_batch_tokens=max_batch_tokens,
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
+        max_queue_seconds=max_queue_seconds,
         timeout=timeout,
         payload_limit=parse_size(payload_limit),
         max_client_batch=max_client_batch,

@@ -14,7 +14,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 import tagsure
-from tagsure.serving.batcher import Batcher, NotAccepting, QueueFull
+from tagsure.serving.batcher import Batcher, NotAccepting, QueueFull, Ticket
 from tagsure.serving.errors import ApiError, describe_validation, install
+from tagsure.serving.grouping import grouped
 from tagsure.serving.limits import PayloadLimit
 from tagsure.serving.loading import LoadedModel
 from tagsure.serving.metrics import Metrics, RequestMetrics
@@ -41,7 +43,9 @@ from tagsure.serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "page"
-INLINE_SPLIT_CHARS = 20_000  # longer inputs are split into sentences off the event loop
+# Inputs longer than this are split into sentences, and their answers merged and encoded, on
+# the text thread, off the event loop: the loop only moves bytes, so /health answers at once.
+INLINE_CHARS = 2_000
 REQUEST = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (401, 413, 422, 429, 503, 504)
@@ -61,12 +65,18 @@ class ServerState:
 
     def attach(self, model: LoadedModel) -> None:
         s = self.settings
+
+        def predict(sentences: list[list[str]]) -> list[Any]:
+            return model.tagger.predict(sentences, with_scores=True)
+
         batcher = Batcher(
-            lambda sentences: model.tagger.predict(sentences, with_scores=True),
+            predict,
             s.max_batch_tokens,
             s.max_wait_ms,
             s.max_queue,
             on_batch=self.metrics.observe_batch,
+            max_queue_seconds=s.max_queue_seconds,
+            predict_mixed=grouped(predict),
         )
         batcher.start()
         self.batcher, self.model = batcher, model
@@ -92,6 +102,12 @@ def create_app(
     state = ServerState(settings)
     if model is not None:
         state.attach(model)
+    # One thread for the text work of long inputs: a fixed pool, so that under load no more
+    # threads (and malloc arenas) pile up than there are cores to run them.
+    text_thread = ThreadPoolExecutor(1, thread_name_prefix="tagsure-text")
+
+    async def off_loop(work: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(text_thread, work)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +119,7 @@ def create_app(
         state.stopping = True
         if state.batcher is not None:
             await run_in_threadpool(state.batcher.stop, settings.grace)
+        text_thread.shutdown(wait=False)
 
     def load() -> None:
         try:
@@ -174,14 +191,20 @@ def create_app(
             "model": loaded.info(),
             "long_inputs": loaded.split.description,
             "batching": "dynamic: concurrent requests share batches of up to "
-            f"{settings.max_batch_tokens} tokens, each waiting at most {settings.max_wait_ms} ms",
+            f"{settings.max_batch_tokens} tokens, waiting at most {settings.max_wait_ms} ms and "
+            "only for requests being split; a batch of several requests is tagged in groups of "
+            "similar sentence length",
+            "admission": f"429 when {settings.max_queue} requests wait or when the work ahead "
+            f"would take the model over {settings.max_queue_seconds:g} s at its measured speed",
             "settings": settings.public(),
         }
 
     @app.get("/metrics", dependencies=[Depends(authorised)])
     async def metrics() -> Response:
-        depth = state.batcher.depth() if state.batcher else (0, 0)
-        return Response(state.metrics.render(depth), media_type=state.metrics.content_type)
+        batcher = state.batcher
+        depth = batcher.depth() if batcher else (0, 0)
+        rate = batcher.tokens_per_second() if batcher else None
+        return Response(state.metrics.render(depth, rate), media_type=state.metrics.content_type)
 
     @app.post(
         "/predict",
@@ -206,24 +229,18 @@ def create_app(
                 "(--max-client-batch): send them in several requests",
                 "too_many_inputs",
             )
+        words = body.parameters.is_split_into_words
+        size = sum(len(item) * (8 if words else 1) for item in inputs)  # characters, about
         state.metrics.in_progress.inc()
         try:
-            with batcher.expecting():
-                segmented = await split(inputs, body.parameters.is_split_into_words, loaded)
-                outcome = await tagged(batcher, segmented, arrived)
+            with admitted(batcher, estimate_tokens(inputs, words)) as ticket:
+                segmented = await text_work(lambda: split(inputs, words, loaded), size)
+                outcome = await tagged(batcher, segmented, arrived, ticket)
         finally:
             state.metrics.in_progress.dec()
-        results, cursor = [], 0
-        for item in segmented:
-            n = len(item.sentences)
-            part = outcome.predictions[cursor : cursor + n]
-            results.append(merge(item, part, body.parameters.return_tokens))
-            cursor += n
-        if not body.parameters.return_tokens:
-            results = [r["entities"] for r in results]
-        payload = results[0] if single else results
+        answer = await text_work(lambda: encode(segmented, outcome, body, single), size)
         return Response(
-            json.dumps(payload, ensure_ascii=False).encode(),
+            answer,
             media_type="application/json",
             headers={
                 "X-Queue-Time": f"{outcome.queue_seconds * 1000:.3f}",
@@ -231,29 +248,17 @@ def create_app(
             },
         )
 
-    async def split(inputs: list[Any], words: bool, loaded: LoadedModel) -> list[Segmented]:
-        def run() -> list[Segmented]:
-            if words:
-                return [segment_words(item, loaded.split) for item in inputs]
-            return [segment_text(item, loaded.split) for item in inputs]
+    async def text_work(work: Callable[[], Any], size: int) -> Any:
+        """Text work: inline when small, on the text thread when long."""
+        return await off_loop(work) if size > INLINE_CHARS else work()
 
-        if sum(len(item) for item in inputs) * (8 if words else 1) > INLINE_SPLIT_CHARS:
-            return await run_in_threadpool(run)
-        return run()
-
-    async def tagged(batcher: Batcher, segmented: list[Segmented], arrived: float) -> Any:
+    async def tagged(
+        batcher: Batcher, segmented: list[Segmented], arrived: float, ticket: Ticket
+    ) -> Any:
         sentences = [s for item in segmented for s in item.sentences]
         left = settings.timeout - (time.perf_counter() - arrived)
         try:
-            job = batcher.submit(sentences)
-        except QueueFull as full:
-            raise ApiError(
-                429,
-                f"the server is at capacity ({settings.max_queue} requests queued); "
-                "retry after the time in Retry-After",
-                "overloaded",
-                {"Retry-After": str(int(full.retry_after + 0.999))},
-            ) from None
+            job = batcher.submit(sentences, ticket)
         except NotAccepting:
             raise ApiError(503, "the server is shutting down", "shutting_down") from None
         try:
@@ -268,6 +273,51 @@ def create_app(
             ) from None
 
     return app
+
+
+@contextlib.contextmanager
+def admitted(batcher: Batcher, tokens: int) -> Iterator[Ticket]:
+    """The batcher's admission as the HTTP errors a client sees (429, 503)."""
+    try:
+        with batcher.admitted(tokens) as ticket:
+            yield ticket
+    except QueueFull as full:
+        raise ApiError(
+            429,
+            f"the server is at capacity ({full.reason}); retry after the time in Retry-After",
+            "overloaded",
+            {"Retry-After": str(int(full.retry_after + 0.999))},
+        ) from None
+    except NotAccepting:
+        raise ApiError(503, "the server is shutting down", "shutting_down") from None
+
+
+def estimate_tokens(inputs: list[Any], words: bool) -> int:
+    """Tokens in the inputs, about, before they are split: words, or spaces in each text
+    (segtok splits punctuation off words, so it gives a few more)."""
+    if words:
+        return sum(len(item) for item in inputs)
+    return sum(item.count(" ") + 1 for item in inputs)
+
+
+def split(inputs: list[Any], words: bool, loaded: LoadedModel) -> list[Segmented]:
+    if words:
+        return [segment_words(item, loaded.split) for item in inputs]
+    return [segment_text(item, loaded.split) for item in inputs]
+
+
+def encode(segmented: list[Segmented], outcome: Any, body: PredictRequest, single: bool) -> bytes:
+    """The JSON answer: every input's sentences merged back, offsets into that input."""
+    results, cursor = [], 0
+    for item in segmented:
+        n = len(item.sentences)
+        part = outcome.predictions[cursor : cursor + n]
+        results.append(merge(item, part, body.parameters.return_tokens))
+        cursor += n
+    if not body.parameters.return_tokens:
+        results = [r["entities"] for r in results]
+    payload = results[0] if single else results
+    return json.dumps(payload, ensure_ascii=False).encode()
 
 
 def parse(raw: bytes) -> PredictRequest:

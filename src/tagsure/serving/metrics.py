@@ -77,6 +77,12 @@ class Metrics:
         self.queue_tokens = Gauge(
             "tagsure_queue_tokens", "Tokens waiting for the model.", registry=r
         )
+        self.model_rate = Gauge(
+            "tagsure_model_tokens_per_second",
+            "The model's measured speed (moving average over batches); admission divides the "
+            "tokens queued by it to refuse work over --max-queue-seconds. 0 until measured.",
+            registry=r,
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.inference_seconds.observe(stats.inference_seconds)
@@ -91,9 +97,10 @@ class Metrics:
         self.requests.labels(route, str(code), outcome).inc()
         self.request_seconds.labels(route).observe(seconds)
 
-    def render(self, depth: tuple[int, int]) -> bytes:
+    def render(self, depth: tuple[int, int], tokens_per_second: float | None = None) -> bytes:
         self.queue_depth.set(depth[0])
         self.queue_tokens.set(depth[1])
+        self.model_rate.set(tokens_per_second or 0.0)
         return generate_latest(self.registry)
 
 

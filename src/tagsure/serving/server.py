@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from tagsure.serving.loading import LoadedModel, load_model
+from tagsure.serving.memory import bound_malloc
 from tagsure.serving.settings import ServeSettings
 
 SETTINGS_ENV = "TAGSURE_SERVE_SETTINGS"
@@ -22,6 +23,7 @@ SETTINGS_ENV = "TAGSURE_SERVE_SETTINGS"
 
 def run(settings: ServeSettings, model: LoadedModel) -> None:
     """Serve until SIGTERM/SIGINT; ``model`` is the verified model (workers load their own)."""
+    bound_malloc()
     common: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
@@ -51,4 +53,5 @@ def worker_app():  # -> FastAPI; one per `--workers` process, loading the model 
     from tagsure.serving.app import create_app
 
     settings = ServeSettings.from_env(json.loads(os.environ[SETTINGS_ENV]))
+    bound_malloc()
     return create_app(settings, loader=lambda: load_model(settings.model, settings.torch_threads()))

@@ -27,6 +27,7 @@ class ServeSettings:
     max_batch_tokens: int = 2048  # tokens the model worker puts in one batch
     max_wait_ms: float = 5.0  # how long a batch waits for more requests once one is there
     max_queue: int = 256  # requests waiting for the model; more are refused with 429
+    max_queue_seconds: float = 10.0  # work queued ahead, at the measured rate; more is 429
     timeout: float = 30.0  # seconds from arrival to answer; later answers are 504
     payload_limit: int = 2 * 1024 * 1024  # bytes of request body; more is 413
     max_client_batch: int = 256  # inputs in one request; more is 413
