@@ -22,7 +22,7 @@ CASES: list[tuple[list[str], int, str]] = [
     # usage errors: click's, as one line
     (["--bogus"], 2, "No such option: --bogus"),
     (["frobnicate"], 2, "No such command 'frobnicate'"),
-    (["train", "--epoch", "3"], 2, "No such option: --epoch (Possible options: --epochs)"),
+    (["train", "--epoch", "3"], 2, "No such option: --epoch (Possible options: --epochs"),
     (["train", "--epochs", "many"], 2, "Invalid value for '--epochs'"),
     (["train", "--epochs", "0"], 2, "Invalid value for '--epochs'"),
     (["train", "--max-minutes", "-1"], 2, "Invalid value for '--max-minutes'"),
