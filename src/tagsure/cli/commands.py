@@ -57,7 +57,20 @@ def train(
     resume_dir: Path | None,
 ) -> None:
     if resume_dir is not None:
-        result = resume(resume_dir, progress=TqdmProgress())
+        fixed = [name for name, value in overrides.items() if value is not None]
+        fixed = [name for name in fixed if name not in ("epochs", "max_minutes")]
+        if train_file or dev_file or config_file or fixed:
+            options = ["--" + n.replace("_", "-") for n in fixed]
+            options += [o for o, v in (("--train", train_file), ("--dev", dev_file)) if v]
+            options += ["--config"] if config_file else []
+            raise CommandFailed(
+                f"--resume continues a run with the settings in its checkpoint; drop "
+                f"{', '.join(options)} (only --epochs and --max-minutes extend it)",
+                2,
+            )
+        epochs, minutes = overrides.get("epochs"), overrides.get("max_minutes")
+        epochs = None if epochs is None else int(epochs)
+        result = resume(resume_dir, TqdmProgress(), epochs, minutes)
     else:
         config = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
         if train_file:

@@ -76,18 +76,32 @@ def train(
 
 
 def resume(
-    checkpoint_dir: str | Path, progress: RunProgress[EpochRecord] | None = None
+    checkpoint_dir: str | Path,
+    progress: RunProgress[EpochRecord] | None = None,
+    epochs: int | None = None,
+    max_minutes: float | None = None,
 ) -> TrainResult:
     """Continue the run whose checkpoint is in ``checkpoint_dir``, exactly where it stopped.
 
+    With ``epochs``, the run goes on to that many epochs in all: a finished run is extended
+    (and ends as a run of that many epochs from the start would, the learning-rate warm-up's
+    schedule aside, which is planned over the first ``epochs``). With ``max_minutes``, it gets
+    that many more minutes of wall time (a run stopped by its time limit stops at once without).
+
     Example:
         >>> from tagsure.training.trainer import resume                   # doctest: +SKIP
-        >>> result = resume("runs/conll03")                               # doctest: +SKIP
+        >>> result = resume("runs/conll03", epochs=60)                    # doctest: +SKIP
     """
     checkpoint = load_resume_state(checkpoint_dir)
     document = checkpoint.document
     config = TrainConfig.from_dict(document["config"])
+    if epochs is not None:
+        config.training.epochs = epochs
+    if max_minutes is not None:  # the limit counts the whole run's time: add what it has had
+        spent = document["state"]["elapsed_seconds"] / 60
+        config.training.max_minutes = spent + max_minutes
     tagger = tagger_from_document(document["model"], checkpoint.model, str(checkpoint_dir), Tagger)
+    tagger.metadata["training"] = config.to_dict()  # with the new limits
     tagger.metadata["probe"] = document["probe"]
     tagger.metadata["metrics"] = document["model"].get("metrics", {})
     out, every = document["out"], document["checkpoint_every"]
@@ -187,10 +201,11 @@ class _Run(Run[np.ndarray, EpochRecord]):
 
     def close_epoch(self) -> tuple[EpochRecord, float | None]:
         state = self.state
+        sentences = sum(len(ids) for ids in self.epoch_batches()[: state.batches_done])
         record = EpochRecord(
             epoch=state.epoch,
             minutes=0.0,
-            train_loss=state.epoch_loss / max(len(self.train_data), 1),
+            train_loss=state.epoch_loss / max(sentences, 1),  # those run: a partial epoch's too
             learning_rate=self.optimizer.param_groups[0]["lr"],
             train_tokens_per_s=state.epoch_tokens / max(state.epoch_seconds, 1e-9),
         )
