@@ -125,7 +125,7 @@ def test_resume_with_more_epochs_extends_a_finished_run_exactly(tmp_path: Path) 
     assert "reached 3 epochs" in done.stdout
     _, expected = read_model_file(straight / "model.tagsure")
     document, resumed = read_model_file(extended / "model.tagsure")
-    assert document["training"]["epochs"] == 3
+    assert document["training"]["training"]["epochs"] == 3
     assert document["training"]["result"]["epochs_run"] == 3
     assert any(not torch.equal(after_two[name], resumed[name]) for name in resumed)
     for name in expected:

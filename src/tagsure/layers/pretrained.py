@@ -131,7 +131,9 @@ class PretrainedTransformer(nn.Module):
         if self.pooling == "last":
             return take_rows(flat, inputs["last"])
         if self.pooling == "first_last":
-            return torch.cat([take_rows(flat, inputs["first"]), take_rows(flat, inputs["last"])], dim=2)  # (B, T, 2H)
+            return torch.cat(
+                [take_rows(flat, inputs["first"]), take_rows(flat, inputs["last"])], dim=2
+            )  # (B, T, 2H)
         # mean: sum each word's subwords into its slot (one spare slot for everything else)
         sums = flat.new_zeros(B * T + 1, H).index_add_(0, inputs["piece_word"].reshape(-1), flat)
         return sums[: B * T].reshape(B, T, H) / inputs["pieces"].unsqueeze(2)

@@ -17,8 +17,8 @@ from tagsure.data.batching import Vectorizer
 from tagsure.data.features import CASING_CLASSES
 from tagsure.data.vocab import Vocabulary
 from tagsure.errors import ConfigError
-from tagsure.layers.lookup import take_rows
 from tagsure.layers.chars import CharCNN, CharLSTM, build_char_encoder
+from tagsure.layers.lookup import take_rows
 from tagsure.layers.words import WordDropout
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
 

@@ -105,7 +105,9 @@ class PretrainedTagger(TaggerFrame):
 
     def body(self, x: torch.Tensor, inputs: Inputs) -> torch.Tensor:
         if self.chars is not None:
-            chars = take_rows(self.chars(inputs["chars"]), inputs["char_index"])  # (U, C) -> (B, T, C)
+            chars = take_rows(
+                self.chars(inputs["chars"]), inputs["char_index"]
+            )  # (U, C) -> (B, T, C)
             x = torch.cat([x, chars], dim=2)
         return self.dropout(x)  # (B, T, H [+ C])
 

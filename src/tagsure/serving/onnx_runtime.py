@@ -115,7 +115,10 @@ class OnnxTagger:
         return viterbi(emissions, mask, *self.crf)
 
     def tag(
-        self, sentences: Sequence[Sequence[str]], with_scores: bool = False
+        self,
+        sentences: Sequence[Sequence[str]],
+        with_scores: bool = False,
+        batch_size: int = PREDICT_BATCH_SIZE,
     ) -> tuple[list[list[str]], None]:
         """Tags in the output scheme for pre-tokenised sentences (no scores)."""
         data = self.vectorizer.encode(sentences)
@@ -125,7 +128,8 @@ class OnnxTagger:
             batch_pooled = None if pooled is None else self._batch_pooled(pooled, data, batch)
             return self.decode(self.emissions_of(batch, batch_pooled), batch.mask.numpy()), None
 
-        tags, _ = decode_all(data, decode, self.labels, self.model_scheme, self.output_scheme)
+        schemes = (self.model_scheme, self.output_scheme)
+        tags, _ = decode_all(data, decode, self.labels, *schemes, batch_size=batch_size)
         return tags, None
 
     # Raw text, entities and evaluation work as for the torch tagger, on top of ``tag``.

@@ -51,11 +51,15 @@ def train(
     corpora: tuple[Corpus, Corpus | None] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
+    verbose: bool = True,
 ) -> TrainResult:
     """Train a tagger as ``config`` says; with ``out``, save it there with its log and curve.
 
     With ``checkpoint_dir``, a checkpoint is written there at the end of every epoch and every
-    ``checkpoint_every`` optimizer steps; :func:`resume` continues from it.
+    ``checkpoint_every`` optimizer steps; :func:`resume` continues from it. Progress shows as
+    ``tagsure train`` shows it (a bar on a terminal, a line per epoch); ``verbose=False`` only
+    logs, and ``progress`` replaces both. The run stops at ``config.training.max_minutes`` (30
+    unless set; 0: no limit), as the CLI's does.
 
     Example:
         >>> from tagsure import TrainConfig, train                        # doctest: +SKIP
@@ -72,7 +76,7 @@ def train(
     metadata = {"training": config.to_dict(), "probe": probe}
     tagger = Tagger(model, vectorizer, model_scheme, output_scheme, metadata)
     run = _Run(config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every)
-    return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
+    return run.finish(run.loop(progress or _default_progress(verbose)))
 
 
 def resume(
@@ -80,6 +84,7 @@ def resume(
     progress: RunProgress[EpochRecord] | None = None,
     epochs: int | None = None,
     max_minutes: float | None = None,
+    verbose: bool = True,
 ) -> TrainResult:
     """Continue the run whose checkpoint is in ``checkpoint_dir``, exactly where it stopped.
 
@@ -107,7 +112,15 @@ def resume(
     out, every = document["out"], document["checkpoint_every"]
     run = _Run(config, tagger, *read_corpora(config), out, checkpoint_dir, every)
     run.restore(checkpoint)
-    return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
+    return run.finish(run.loop(progress or _default_progress(verbose)))
+
+
+def _default_progress(verbose: bool) -> RunProgress[EpochRecord]:
+    if verbose:
+        from tagsure.training.progress import TqdmProgress
+
+        return TqdmProgress()
+    return LoggingProgress(format_record, logger)
 
 
 class _Run(Run[np.ndarray, EpochRecord]):
