@@ -94,7 +94,7 @@ class Tags(Protocol):
     ) -> tuple[list[list[str]], list[np.ndarray] | None]: ...
 
 
-def predict_stream(
+def predict_lazily(
     tagger: Tags, texts: Iterable[str | Sequence[str]], with_scores: bool, batch_size: int
 ) -> Iterator[Prediction]:
     """Predictions for a stream of inputs, lazily: ``batch_size`` inputs read and tagged at once."""
@@ -275,7 +275,7 @@ class Tagger:
             return predict_items(self, [texts], with_scores, batch_size)[0]
         if isinstance(texts, Sequence):
             return predict_items(self, texts, with_scores, batch_size)
-        return predict_stream(self, texts, with_scores, batch_size)
+        return predict_lazily(self, texts, with_scores, batch_size)
 
     def evaluate(self, corpus: Corpus | Iterable[Sentence]) -> Metrics:
         """Entity-level metrics (as conlleval counts them) on a corpus or a stream of sentences,
