@@ -24,7 +24,7 @@ def test_demo_tags_its_sentence_sensibly_and_states_a_test_f1(tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "for 6 epochs" in out and "identical metrics" in out
+    assert "for 3 epochs" in out and "identical metrics" in out
     f1 = float(re.search(r"test F1 in memory: ([\d.]+)", out).group(1))  # type: ignore[union-attr]
     assert f1 > 60
     found = set(re.findall(r"^ {4}(PER|LOC|ORG|MISC) +'([^']*)' \[", out, re.M))
