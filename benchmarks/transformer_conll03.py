@@ -187,6 +187,7 @@ def tagsure_config(args: argparse.Namespace, best: bool):
     model = {"architecture": "pretrained", "pretrained": str(find_minilm()), "pooling": "first"}
     training = {
         "epochs": 1,
+        "max_minutes": 0,  # no time limit (the default is 30): the epoch takes what it takes
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
         "weight_decay": args.weight_decay,

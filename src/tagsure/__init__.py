@@ -6,7 +6,7 @@ Example:
     ...     {"data": {"train": "train.txt", "dev": "dev.txt"}})             # doctest: +SKIP
     >>> result = tagsure.train(config, out="model.tagsure")                 # doctest: +SKIP
     >>> tagger = tagsure.Tagger.load("model.tagsure")                       # doctest: +SKIP
-    >>> tagger.predict(["Angela Merkel visited Paris ."])[0].entities       # doctest: +SKIP
+    >>> tagger.predict("Angela Merkel visited Paris.").entities             # doctest: +SKIP
     >>> tagger.evaluate(tagsure.load_corpus("test.txt")).micro.f1           # doctest: +SKIP
 """
 

@@ -15,7 +15,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 import numpy as np
 import torch
@@ -48,12 +48,14 @@ def decode_all(
     model_scheme: TagScheme,
     output_scheme: TagScheme,
     with_scores: bool = False,
+    batch_size: int = PREDICT_BATCH_SIZE,
 ) -> tuple[list[list[str]], list[np.ndarray] | None]:
     """Each sentence's tags in the output scheme (and scores) from ``decode(batch)``'s (B, T)
-    label path and scores (or None): the torch and the ONNX tagger's one decode path."""
+    label path and scores (or None), ``batch_size`` sentences a batch: the torch and the ONNX
+    tagger's one decode path."""
     tags: list[list[str]] = [[] for _ in range(len(data))]
     scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
-    for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+    for ids in bucketed_batches(data.lengths, batch_size):
         path, chosen = decode(data.batch(ids))
         for row, i in enumerate(ids):
             n = int(data.lengths[i])
@@ -81,6 +83,63 @@ class Prediction:
     tags: list[str]
     entities: list[Entity] = field(default_factory=list)
     offsets: list[tuple[int, int]] | None = None  # character spans of tokens in raw text
+
+
+class Tags(Protocol):
+    """What prediction needs of a tagger: the torch and the ONNX tagger both have it."""
+
+    output_scheme: TagScheme
+
+    def tag(
+        self, sentences: Sequence[Sequence[str]], with_scores: bool = False, batch_size: int = ...
+    ) -> tuple[list[list[str]], list[np.ndarray] | None]: ...
+
+
+def predict_lazily(
+    tagger: Tags, texts: Iterable[str | Sequence[str]], with_scores: bool, batch_size: int
+) -> Iterator[Prediction]:
+    """Predictions for a stream of inputs, lazily: ``batch_size`` inputs read and tagged at once."""
+    for chunk in chunked(texts, batch_size):
+        yield from predict_items(tagger, chunk, with_scores, batch_size)
+
+
+def predict_items(
+    tagger: Tags, items: Sequence[str | Sequence[str]], with_scores: bool, batch_size: int
+) -> list[Prediction]:
+    """One :class:`Prediction` per input: a raw string, or a list of tokens (see predict)."""
+    # Each input becomes one or more sentences; remember which, to merge them back.
+    sentences: list[list[str]] = []
+    parts: list[list[tuple[int, list[Token] | None]]] = []
+    for item in items:
+        pieces: list[tuple[int, list[Token] | None]] = []
+        if isinstance(item, str):
+            for toks in split_sentences(item):
+                pieces.append((len(sentences), toks))
+                sentences.append([t.text for t in toks])
+        elif len(item):
+            pieces.append((len(sentences), None))
+            sentences.append(list(item))
+        parts.append(pieces)
+    tags, scores = tagger.tag(sentences, with_scores, batch_size)
+    results = []
+    for item, pieces in zip(items, parts, strict=True):
+        prediction = Prediction([], [], [], [] if isinstance(item, str) else None)
+        for k, tokens in pieces:
+            for span in to_spans(tags[k], tagger.output_scheme):
+                score = float(scores[k][span.start : span.end].mean()) if scores else None
+                if tokens is not None:
+                    start, end = tokens[span.start].start, tokens[span.end - 1].end
+                    text = str(item)[start:end]
+                else:
+                    start, end = span.start, span.end
+                    text = " ".join(sentences[k][span.start : span.end])
+                prediction.entities.append(Entity(span.label, text, start, end, score))
+            prediction.tokens.extend(sentences[k])
+            prediction.tags.extend(tags[k])
+            if tokens is not None and prediction.offsets is not None:
+                prediction.offsets.extend((t.start, t.end) for t in tokens)
+        results.append(prediction)
+    return results
 
 
 class Tagger:
@@ -139,13 +198,15 @@ class Tagger:
     # -- prediction ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def emissions(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+    def emissions(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = PREDICT_BATCH_SIZE
+    ) -> list[torch.Tensor]:
         """Per-sentence (T, K) emission scores, in input order."""
         data = self.vectorizer.encode(sentences)
         self._attach_features(data)
         out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         self.model.eval()
-        for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
+        for ids in bucketed_batches(data.lengths, batch_size):
             scores = self._emissions(data.batch(ids)).cpu()
             for row, i in enumerate(ids):
                 out[i] = scores[row, : data.lengths[i]].clone()
@@ -153,15 +214,18 @@ class Tagger:
 
     @torch.no_grad()
     def tag(
-        self, sentences: Sequence[Sequence[str]], with_scores: bool = False
+        self,
+        sentences: Sequence[Sequence[str]],
+        with_scores: bool = False,
+        batch_size: int = PREDICT_BATCH_SIZE,
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         """Tags in the output scheme for pre-tokenised sentences (and token marginals)."""
         data = self.vectorizer.encode(sentences)
-        return self._tag_encoded(data, with_scores)
+        return self._tag_encoded(data, with_scores, batch_size)
 
     @torch.no_grad()
     def _tag_encoded(
-        self, data: Any, with_scores: bool = False
+        self, data: Any, with_scores: bool = False, batch_size: int = PREDICT_BATCH_SIZE
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         self.model.eval()
         self._attach_features(data)
@@ -177,9 +241,8 @@ class Tagger:
             chosen = marginals.gather(2, path.unsqueeze(2)).squeeze(2)
             return path.cpu().numpy(), chosen.cpu().numpy()
 
-        return decode_all(
-            data, decode, self.labels, self.model_scheme, self.output_scheme, with_scores
-        )
+        labels, schemes = self.labels, (self.model_scheme, self.output_scheme)
+        return decode_all(data, decode, labels, *schemes, with_scores, batch_size)
 
     def _attach_features(self, data: Any) -> None:
         """Features a network computes over a whole input at once (frozen character LMs)."""
@@ -187,54 +250,56 @@ class Tagger:
         if frozen_features is not None and getattr(data, "features", 0) is None:
             data.features = frozen_features(data)
 
+    # The first that matches wins: a str is also a Sequence, and a Sequence an Iterable.
+    @overload
+    def predict(  # type: ignore[overload-overlap]
+        self, texts: str, with_scores: bool = True, batch_size: int = PREDICT_BATCH_SIZE
+    ) -> Prediction: ...
+    @overload
+    def predict(  # type: ignore[overload-overlap]
+        self,
+        texts: Sequence[str | Sequence[str]],
+        with_scores: bool = True,
+        batch_size: int = PREDICT_BATCH_SIZE,
+    ) -> list[Prediction]: ...
+    @overload
     def predict(
-        self, texts: Iterable[str | Sequence[str]], with_scores: bool = True
-    ) -> list[Prediction]:
-        """Tag raw strings or token lists; one :class:`Prediction` per input.
+        self,
+        texts: Iterable[str | Sequence[str]],
+        with_scores: bool = True,
+        batch_size: int = PREDICT_BATCH_SIZE,
+    ) -> Iterator[Prediction]: ...
+    def predict(
+        self,
+        texts: str | Iterable[str | Sequence[str]],
+        with_scores: bool = True,
+        batch_size: int = PREDICT_BATCH_SIZE,
+    ) -> Prediction | list[Prediction] | Iterator[Prediction]:
+        """Tag one text, a list of them, or a stream of them (as Hugging Face's pipeline does).
 
-        A raw string is split into sentences and tokens (segtok) and its entities carry
-        character offsets into the string; a token list is tagged as one sentence and its
-        entities carry token indices. Entity scores are the mean marginal probability of the
-        entity's tags.
+        A string is one text and gives one :class:`Prediction`; a list (or tuple) gives a list,
+        one per item; any other iterable (a generator, an open file) gives an iterator that
+        reads and tags ``batch_size`` items at a time, so memory does not grow with the input.
+        An item that is a string is split into sentences and tokens (segtok) and its entities
+        carry character offsets into it; an item that is a list of tokens is tagged as one
+        sentence and its entities carry token indices. The network runs ``batch_size``
+        sentences at a time. Entity scores are the mean marginal probability of their tags.
 
         Example:
-            >>> tagger.predict(["Angela Merkel visited Paris ."])    # doctest: +SKIP
-            [Prediction(tokens=['Angela', 'Merkel', ...], tags=['B-PER', 'I-PER', ...], ...)]
+            >>> tagger.predict("Angela Merkel visited Paris.").entities    # doctest: +SKIP
+            [Entity(label='PER', text='Angela Merkel', start=0, end=13, score=0.98), ...]
+            >>> tagger.predict([["Angela", "Merkel"], "Paris."])            # doctest: +SKIP
+            [Prediction(tokens=['Angela', 'Merkel'], ...), Prediction(tokens=['Paris', '.'], ...)]
+            >>> for p in tagger.predict(open("docs.txt"), batch_size=64):   # doctest: +SKIP
+            ...     print(p.entities)
         """
-        items = list(texts)
-        # Each input becomes one or more sentences; remember which, to merge them back.
-        sentences: list[list[str]] = []
-        parts: list[list[tuple[int, list[Token] | None]]] = []
-        for item in items:
-            pieces: list[tuple[int, list[Token] | None]] = []
-            if isinstance(item, str):
-                for toks in split_sentences(item):
-                    pieces.append((len(sentences), toks))
-                    sentences.append([t.text for t in toks])
-            elif len(item):
-                pieces.append((len(sentences), None))
-                sentences.append(list(item))
-            parts.append(pieces)
-        tags, scores = self.tag(sentences, with_scores)
-        results = []
-        for item, pieces in zip(items, parts, strict=True):
-            prediction = Prediction([], [], [], [] if isinstance(item, str) else None)
-            for k, tokens in pieces:
-                for span in to_spans(tags[k], self.output_scheme):
-                    score = float(scores[k][span.start : span.end].mean()) if scores else None
-                    if tokens is not None:
-                        start, end = tokens[span.start].start, tokens[span.end - 1].end
-                        text = str(item)[start:end]
-                    else:
-                        start, end = span.start, span.end
-                        text = " ".join(sentences[k][span.start : span.end])
-                    prediction.entities.append(Entity(span.label, text, start, end, score))
-                prediction.tokens.extend(sentences[k])
-                prediction.tags.extend(tags[k])
-                if tokens is not None and prediction.offsets is not None:
-                    prediction.offsets.extend((t.start, t.end) for t in tokens)
-            results.append(prediction)
-        return results
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, not {batch_size}")
+        if isinstance(texts, str):
+            return predict_items(self, [texts], with_scores, batch_size)[0]
+        if isinstance(texts, Sequence):
+            return predict_items(self, texts, with_scores, batch_size)
+        return predict_lazily(self, texts, with_scores, batch_size)
 
     def evaluate(
         self,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any, Literal, Protocol
 
 from tagsure.data.conll import Sentence, read_conll
@@ -41,7 +41,7 @@ class Predictor(Protocol):
     """What :func:`tag_file` needs of a tagger (the torch and the ONNX tagger both qualify)."""
 
     def predict(
-        self, texts: Iterable[str | Sequence[str]], with_scores: bool = True
+        self, texts: Sequence[str | Sequence[str]], with_scores: bool = True
     ) -> list[Prediction]: ...
 
 

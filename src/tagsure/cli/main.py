@@ -297,10 +297,15 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo model and its logs.")] = Path(
         "demo-output"
     ),
-    max_minutes: Annotated[float, typer.Option(help="Training time budget.")] = 1.0,
+    epochs: Annotated[
+        int, typer.Option(help="Epochs to train: the same model on every machine, only slower.")
+    ] = commands.DEMO_EPOCHS,
+    max_minutes: Annotated[
+        float, typer.Option(help="Also stop after this many minutes (0: no time limit).")
+    ] = 0.0,
 ) -> None:
     """Train on the bundled WikiANN sample, save, reload in a new process, compare, tag text."""
-    commands.demo(out, max_minutes)
+    commands.demo(out, epochs, max_minutes)
 
 
 @app.command()

@@ -49,10 +49,14 @@ class CRF(nn.Module):
         lengths = mask.sum(dim=1)  # (B,)
         # Score of the gold path, fully vectorised.
         gold = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (B, T)
-        gold = (gold * maskf).sum(dim=1) + start[tags[:, 0]]
-        gold = gold + (trans[tags[:, :-1], tags[:, 1:]] * maskf[:, 1:]).sum(dim=1)
+        # index_select, not trans[tags, ...]: its backward adds in order at any thread count
+        # (layers/lookup.py says why indexing's does not), so a seed repeats a run bit for bit.
+        gold = (gold * maskf).sum(dim=1) + start.index_select(0, tags[:, 0])
+        pairs = tags[:, :-1] * trans.shape[1] + tags[:, 1:]  # (B, T - 1): flat (from, to) ids
+        moves = trans.reshape(-1).index_select(0, pairs.reshape(-1)).view_as(pairs)
+        gold = gold + (moves * maskf[:, 1:]).sum(dim=1)
         last = tags.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # (B,)
-        gold = gold + end[last]
+        gold = gold + end.index_select(0, last)
         # Log partition function by the forward algorithm.
         alpha = start + emissions[:, 0]  # (B, K)
         for t in range(1, emissions.shape[1]):

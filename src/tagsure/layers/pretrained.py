@@ -18,6 +18,7 @@ from torch import nn
 
 from tagsure.data.subwords import SubwordBatch
 from tagsure.errors import ConfigError, ModelFileError
+from tagsure.layers.lookup import take_rows
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +127,13 @@ class PretrainedTransformer(nn.Module):
         B, T = inputs["mask"].shape
         flat = states.reshape(W * S, H)  # (W * S, H)
         if self.pooling == "first":
-            return flat[inputs["first"]]  # (B, T, H)
+            return take_rows(flat, inputs["first"])  # (B, T, H)
         if self.pooling == "last":
-            return flat[inputs["last"]]
+            return take_rows(flat, inputs["last"])
         if self.pooling == "first_last":
-            return torch.cat([flat[inputs["first"]], flat[inputs["last"]]], dim=2)  # (B, T, 2H)
+            return torch.cat(
+                [take_rows(flat, inputs["first"]), take_rows(flat, inputs["last"])], dim=2
+            )  # (B, T, 2H)
         # mean: sum each word's subwords into its slot (one spare slot for everything else)
         sums = flat.new_zeros(B * T + 1, H).index_add_(0, inputs["piece_word"].reshape(-1), flat)
         return sums[: B * T].reshape(B, T, H) / inputs["pieces"].unsqueeze(2)

@@ -18,6 +18,7 @@ from tagsure.data.features import CASING_CLASSES
 from tagsure.data.vocab import Vocabulary
 from tagsure.errors import ConfigError
 from tagsure.layers.chars import CharCNN, CharLSTM, build_char_encoder
+from tagsure.layers.lookup import take_rows
 from tagsure.layers.words import WordDropout
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
 
@@ -74,7 +75,8 @@ class WordFeatureFrame(TaggerFrame):
         """[words (B, T, E), casing (B, T, E_c), characters (B, T, C)]; concatenate them."""
         parts = [self.words(self.word_dropout(inputs["words"])), self.casing(inputs["cases"])]
         if self.chars is not None:
-            parts.append(self.chars(inputs["chars"])[inputs["char_index"]])  # (U, C) -> (B, T, C)
+            chars = self.chars(inputs["chars"])  # (U, C): each distinct word of the batch
+            parts.append(take_rows(chars, inputs["char_index"]))  # (B, T, C)
         return parts
 
     @property

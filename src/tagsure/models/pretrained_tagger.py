@@ -19,6 +19,7 @@ from tagsure.config_dict import JsonConfig
 from tagsure.data.subwords import SubwordBatch, SubwordSettings, SubwordVectorizer
 from tagsure.data.vocab import Vocabulary
 from tagsure.errors import ModelFileError
+from tagsure.layers.lookup import take_rows
 from tagsure.layers.pretrained import PretrainedTransformer
 from tagsure.models.features import char_features
 from tagsure.models.frame import Constraints, Inputs, Resources, TaggerFrame
@@ -104,7 +105,9 @@ class PretrainedTagger(TaggerFrame):
 
     def body(self, x: torch.Tensor, inputs: Inputs) -> torch.Tensor:
         if self.chars is not None:
-            chars = self.chars(inputs["chars"])[inputs["char_index"]]  # (U, C) -> (B, T, C)
+            chars = take_rows(
+                self.chars(inputs["chars"]), inputs["char_index"]
+            )  # (U, C) -> (B, T, C)
             x = torch.cat([x, chars], dim=2)
         return self.dropout(x)  # (B, T, H [+ C])
 

@@ -146,7 +146,10 @@ class OnnxTagger:
         return crf_marginals(emissions, mask, *self.crf)
 
     def tag(
-        self, sentences: Sequence[Sequence[str]], with_scores: bool = False
+        self,
+        sentences: Sequence[Sequence[str]],
+        with_scores: bool = False,
+        batch_size: int = PREDICT_BATCH_SIZE,
     ) -> tuple[list[list[str]], list[np.ndarray] | None]:
         """Tags in the output scheme for pre-tokenised sentences (and token marginals)."""
         data = self.vectorizer.encode(sentences)
@@ -161,9 +164,8 @@ class OnnxTagger:
             chosen = np.take_along_axis(self.marginals(emissions, mask), path[:, :, None], 2)
             return path, chosen[:, :, 0]
 
-        return decode_all(
-            data, decode, self.labels, self.model_scheme, self.output_scheme, with_scores
-        )
+        schemes = (self.model_scheme, self.output_scheme)
+        return decode_all(data, decode, self.labels, *schemes, with_scores, batch_size=batch_size)
 
     # Raw text, entities and evaluation work as for the torch tagger, on top of ``tag``.
     predict = Tagger.predict

@@ -57,7 +57,7 @@ class OptimConfig:
     momentum: float = 0.9  # SGD only
     batch_size: int = 32
     epochs: int = 40
-    max_minutes: float | None = None
+    max_minutes: float | None = 30.0  # wall time, evaluation included; 0 or None: no limit
     clip_grad_norm: float = 5.0
     anneal_factor: float = 0.5  # learning rate multiplier when dev F1 stops improving
     anneal_patience: int = 3  # epochs without improvement before annealing

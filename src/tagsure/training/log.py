@@ -16,11 +16,12 @@ from tagsure.storage.atomic import atomic_write_bytes
 class EpochRecord:
     epoch: int
     minutes: float  # wall time since training started, evaluation included
-    train_loss: float  # mean per sentence
+    train_loss: float  # mean per sentence, over the sentences the epoch ran
     learning_rate: float
     train_tokens_per_s: float  # tokens / seconds spent in training steps only
     dev: dict[str, float] = field(default_factory=dict)  # precision, recall, f1, accuracy
     best: bool = False
+    partial: bool = False  # the time limit stopped it before its last batch
 
 
 def format_record(record: EpochRecord) -> str:
@@ -34,7 +35,7 @@ def format_record(record: EpochRecord) -> str:
             f"  dev P {100 * dev['precision']:.2f} R {100 * dev['recall']:.2f} "
             f"F1 {100 * dev['f1']:.2f}" + ("  *" if record.best else "")
         )
-    return text
+    return text + ("  (partial epoch)" if record.partial else "")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class LMEpochRecord:
     holdout_bpc: float
     chars_per_s: float
     best: bool = False
+    partial: bool = False  # the time limit stopped it before its last step
 
 
 def format_lm_record(record: LMEpochRecord) -> str:
@@ -52,6 +54,7 @@ def format_lm_record(record: LMEpochRecord) -> str:
         f"train {record.train_bpc:.3f} bpc  held-out {record.holdout_bpc:.3f} bpc  "
         f"{record.chars_per_s:,.0f} chars/s  {record.minutes:.1f} min"
         + ("  *" if record.best else "")
+        + ("  (partial epoch)" if record.partial else "")
     )
 
 
@@ -78,6 +81,14 @@ def plot_curve(history: Sequence[EpochRecord], path: str | Path) -> None:
     minutes = [r.minutes for r in history]
     fig, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
     loss_axis.plot(minutes, [r.train_loss for r in history], color="tab:gray", label="train loss")
+    partial = [r for r in history if r.partial]  # cut by the time limit: an open circle
+    loss_axis.scatter(
+        [r.minutes for r in partial],
+        [r.train_loss for r in partial],
+        facecolors="none",
+        edgecolors="tab:gray",
+        label="partial epoch",
+    )
     loss_axis.set_xlabel("minutes")
     loss_axis.set_ylabel("train loss per sentence")
     if any(r.dev for r in history):

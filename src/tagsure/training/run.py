@@ -27,6 +27,7 @@ class EpochRecordLike(Protocol):  # a dataclass, logged as JSON
     epoch: int
     minutes: float
     best: bool
+    partial: bool  # stopped by the deadline before its last batch
 
 
 Batch = TypeVar("Batch")
@@ -141,6 +142,9 @@ class Run(ABC, Generic[Batch, Record]):
             progress.epoch_start(state.epoch, len(batches))
             self.model.train()
             for batch in batches[state.batches_done :]:
+                if self.out_of_time():
+                    reason = f"reached the time limit of {self.max_minutes} minutes"
+                    break
                 started = time.perf_counter()
                 step = self.step(batch)
                 state.epoch_seconds += time.perf_counter() - started
@@ -151,14 +155,16 @@ class Run(ABC, Generic[Batch, Record]):
                 progress.batch_end(step.loss, step.tokens)
                 if self.checkpoint_every and state.steps % self.checkpoint_every == 0:
                     self.save()
-                if self.out_of_time():
-                    reason = f"reached the time limit of {self.max_minutes} minutes"
-                    break
+            if reason:  # the deadline, mid-epoch: resuming (with more time) continues the epoch
+                self.save()
+                if state.batches_done:  # and what ran of it is scored, marked partial
+                    progress.epoch_end(self.end_epoch(partial=True))
+                break
             progress.epoch_end(self.end_epoch())
-            reason = reason or self.after_epoch()
+            reason = self.after_epoch()
+            self.save()  # also after the last epoch: resume with more epochs extends the run
             if reason:
                 break
-            self.save()
         self.model.load_state_dict(self.best_model)
         return reason or f"reached {self.epochs} epochs"
 
@@ -166,8 +172,12 @@ class Run(ABC, Generic[Batch, Record]):
         deadline = self.started + self.max_minutes * 60 if self.max_minutes else None
         return deadline is not None and time.perf_counter() > deadline
 
-    def end_epoch(self) -> Record:
-        """Score the epoch, keep the best weights, log; then reset the epoch's counters."""
+    def end_epoch(self, partial: bool = False) -> Record:
+        """Score the epoch, keep the best weights, log; then reset the epoch's counters.
+
+        ``partial``: the deadline stopped the epoch; its record says so and averages its loss
+        over the batches that ran (the checkpoint, written before, holds the epoch unclosed).
+        """
         state = self.state
         state.train_seconds += state.epoch_seconds
         state.train_tokens += state.epoch_tokens
@@ -182,7 +192,7 @@ class Run(ABC, Generic[Batch, Record]):
             self.on_best(record)
         else:
             state.since_best += 1
-        record.best = improved
+        record.best, record.partial = improved, partial
         record.minutes = (time.perf_counter() - self.started) / 60
         state.history.append(asdict(record))
         if self.log:

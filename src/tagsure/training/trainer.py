@@ -55,6 +55,7 @@ def train(
     checkpoint_every: int = 0,
     device: str | None = None,
     precision: str = "fp32",
+    verbose: bool = True,
 ) -> TrainResult:
     """Train a tagger as ``config`` says; with ``out``, save it there with its log and curve.
 
@@ -62,6 +63,9 @@ def train(
     ``checkpoint_every`` optimizer steps; :func:`resume` continues from it. ``device`` (cpu,
     cuda, cuda:N, mps, auto) is where it trains, ``precision`` (fp32, bf16, fp16) its autocast.
     Started by torchrun, each process trains a shard of every batch (training/distributed.py).
+    Progress shows as ``tagsure train`` shows it (a bar on a terminal, a line per epoch);
+    ``verbose=False`` only logs, and ``progress`` replaces both. The run stops at
+    ``config.training.max_minutes`` (30 unless set; 0: no limit), as the CLI's does.
 
     Example:
         >>> from tagsure import TrainConfig, train                        # doctest: +SKIP
@@ -81,7 +85,7 @@ def train(
     run = _Run(
         config, tagger, train_corpus, dev_corpus, out, checkpoint_dir, checkpoint_every, place
     )
-    return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
+    return run.finish(run.loop(progress or _default_progress(verbose)))
 
 
 def resume(
@@ -89,17 +93,31 @@ def resume(
     progress: RunProgress[EpochRecord] | None = None,
     device: str | None = None,
     precision: str = "fp32",
+    epochs: int | None = None,
+    max_minutes: float | None = None,
+    verbose: bool = True,
 ) -> TrainResult:
     """Continue the run whose checkpoint is in ``checkpoint_dir``, exactly where it stopped.
 
+    With ``epochs``, the run goes on to that many epochs in all: a finished run is extended
+    (and ends as a run of that many epochs from the start would, the learning-rate warm-up's
+    schedule aside, which is planned over the first ``epochs``). With ``max_minutes``, it gets
+    that many more minutes of wall time (a run stopped by its time limit stops at once without).
+
     Example:
         >>> from tagsure.training.trainer import resume                   # doctest: +SKIP
-        >>> result = resume("runs/conll03")                               # doctest: +SKIP
+        >>> result = resume("runs/conll03", epochs=60)                    # doctest: +SKIP
     """
     checkpoint = load_resume_state(checkpoint_dir)
     document = checkpoint.document
     config = TrainConfig.from_dict(document["config"])
+    if epochs is not None:
+        config.training.epochs = epochs
+    if max_minutes is not None:  # the limit counts the whole run's time: add what it has had
+        spent = document["state"]["elapsed_seconds"] / 60
+        config.training.max_minutes = spent + max_minutes
     tagger = tagger_from_document(document["model"], checkpoint.model, str(checkpoint_dir), Tagger)
+    tagger.metadata["training"] = config.to_dict()  # with the new limits
     tagger.metadata["probe"] = document["probe"]
     tagger.metadata["metrics"] = document["model"].get("metrics", {})
     out, every = document["out"], document["checkpoint_every"]
@@ -108,7 +126,15 @@ def resume(
     place.world.check_resume(saved, batch, checkpoint_dir, "sentences")
     run = _Run(config, tagger, *read_corpora(config), out, checkpoint_dir, every, place)
     run.restore(checkpoint)
-    return run.finish(run.loop(progress or LoggingProgress(format_record, logger)))
+    return run.finish(run.loop(progress or _default_progress(verbose)))
+
+
+def _default_progress(verbose: bool) -> RunProgress[EpochRecord]:
+    if verbose:
+        from tagsure.training.progress import TqdmProgress
+
+        return TqdmProgress()
+    return LoggingProgress(format_record, logger)
 
 
 @dataclass
@@ -241,10 +267,11 @@ class _Run(Run[np.ndarray, EpochRecord]):
 
     def close_epoch(self) -> tuple[EpochRecord, float | None]:
         state = self.state
+        sentences = sum(len(ids) for ids in self.epoch_batches()[: state.batches_done])
         record = EpochRecord(
             epoch=state.epoch,
             minutes=0.0,
-            train_loss=state.epoch_loss / max(len(self.train_data), 1),
+            train_loss=state.epoch_loss / max(sentences, 1),  # those run: a partial epoch's too
             learning_rate=self.optimizer.param_groups[0]["lr"],
             train_tokens_per_s=state.epoch_tokens / max(state.epoch_seconds, 1e-9),
         )
