@@ -101,11 +101,10 @@ def test_results_equal_tagger_predict(name: str, models: dict[str, Path]) -> Non
     assert info["model"]["labels"] == list(tagger.labels)
     assert info["settings"]["max_batch_tokens"] == 2048
     assert "split into sentences" in info["long_inputs"]
-    if name.endswith("-onnx"):
-        assert all(e["score"] is None for r in answer.json() for e in r["entities"])
-    else:
+    if not name.endswith("-onnx"):
         assert len(info["model"]["fingerprint_sha256"]) == 64
-        assert all(0 < e["score"] <= 1 for r in answer.json() for e in r["entities"])
+    # ONNX too: its scores come from NumPy's forward-backward over the ONNX emissions
+    assert all(0 < e["score"] <= 1 for r in answer.json() for e in r["entities"])
 
 
 def test_fifty_concurrent_requests_each_get_their_own_answer(tiny_model: Path) -> None:
