@@ -65,7 +65,7 @@ class OptimConfig:
     early_stopping_patience: int = 8  # epochs without improvement before stopping
     seed: int = 1
     # True: batches of sentences of similar length (little padding, fast); False: random
-    # batches, lengths mixed, as transformers' Trainer does by default (see docs/training.md)
+    # batches, lengths mixed, as transformers' Trainer does by default (see docs/pretrained.md)
     group_by_length: bool = True
     # "sentence": a batch's loss is its mean per sentence (sum over tokens / sentences);
     # "token": its mean per token, as transformers' token classification computes it
