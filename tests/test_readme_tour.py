@@ -31,6 +31,8 @@ SKIPPED = {
     "tagsure lm train --direction backward": "a 512-unit character LM: test_char_lm.py",
     "--compile": "torch.compile takes minutes on a CPU: test_compile.py",
     "--engine ray": "needs Ray: test_ray.py",
+    "--device cuda": "needs a CUDA GPU: test_devices.py (skips without one)",
+    "--nproc 2": "two training processes: test_distributed.py",
 }
 # Steps allowed to change what an earlier step made: resuming finishes the checkpointed run.
 MAY_UPDATE = {"tagsure train --resume run/": ("run/", "checkpointed.")}

@@ -445,7 +445,7 @@ def verify(model: Path, data: Path | None, tolerance: float | None, device: str 
         f"{'bit-identical' if check.identical_emissions else 'differ'} (max abs difference "
         f"{check.max_abs_difference:.3g}, tolerance {check.tolerance:g}"
         f"{'' if check.same_platform else ': saved on another platform or device'}, run on "
-        f"{tagger.device}); tags {tags}"
+        f"{'ONNX Runtime' if is_onnx else tagger.device}); tags {tags}"
     )
     saved = tagger.metadata.get("metrics", {}).get("dev")
     now = tagger.evaluate(load_corpus(data)) if data is not None else None
