@@ -14,6 +14,14 @@ from typing import Annotated
 import typer
 
 from tagsure.cli import commands, serve
+from tagsure.cli.options import (
+    CheckpointDir,
+    CheckpointEvery,
+    Device,
+    MaxMinutes,
+    Precision,
+    Resume,
+)
 from tagsure.errors import TagsureError
 from tagsure.rows import MAX_CHARS
 from tagsure.streaming import BATCH_SIZE
@@ -53,31 +61,6 @@ def _help_without_command(ctx: typer.Context) -> None:
         print(ctx.get_help())
         raise typer.Exit(0)
 
-
-# Options that `train` and `lm train` share.
-MaxMinutes = Annotated[float | None, typer.Option(min=0.01, help="Stop after this many minutes.")]
-CheckpointDir = Annotated[
-    Path | None, typer.Option(help="Write a resumable checkpoint here after every epoch.")
-]
-CheckpointEvery = Annotated[
-    int,
-    typer.Option(min=0, help="Also checkpoint every N optimizer steps (0: only at epoch ends)."),
-]
-Resume = Annotated[
-    Path | None,
-    typer.Option(
-        exists=True,
-        file_okay=False,
-        help="Continue the run checkpointed in this folder, exactly where it stopped.",
-    ),
-]
-# Options of every command that runs a network.
-Device = Annotated[
-    str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (a GPU where there is one).")
-]
-Precision = Annotated[
-    str, typer.Option(help="fp32, or bf16/fp16 mixed precision (autocast; fp16 scales the loss).")
-]
 
 app.command()(serve.serve)
 
