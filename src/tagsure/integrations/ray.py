@@ -97,6 +97,19 @@ def _ray_gpus() -> list[Any]:
     return list(ray.get_gpu_ids()) if ray.is_initialized() else []
 
 
+def _numbered_files(extension: str) -> Any:
+    """Output files named ``part-000000-<write uuid>.<ext>`` by write task: with
+    ``preserve_order`` the tasks run in input order, so the files listed by name hold the rows
+    in input order (Ray wants the write's uuid in the name, so that no write overwrites)."""
+    from ray.data.datasource import FilenameProvider
+
+    class Numbered(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{task_index:06d}-{write_uuid}.{extension}"
+
+    return Numbered()
+
+
 def input_files(source: str) -> tuple[list[str], str]:
     """The data files of a folder (or one file) and the Ray reader for them."""
     root = Path(source)
@@ -164,6 +177,7 @@ def predict_folder(
             batch_format="pyarrow",
             num_gpus=num_gpus or None,
         )
+        io_args["filename_provider"] = _numbered_files(output_format)
         if output_format == "parquet":
             tagged.write_parquet(dest, **io_args)
         else:
