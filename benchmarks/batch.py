@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-minutes", type=float, default=20.0)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tagsure-batch-bench"))
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run")
+    parser.add_argument(
+        "--only", choices=("bilstm-crf", "minilm"), help="one model only (default: both)"
+    )
     parser.add_argument("--row", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -342,14 +345,16 @@ def main(argv: list[str] | None = None) -> None:
     corpus_dir = work / "corpus"
     meta = build_corpus(corpus_dir, tokens)
     print(f"corpus: {meta['documents']:,} documents, {meta['tokens']:,} tokens", flush=True)
-    models = {"bilstm-crf": ensure_tagsure_model(args.bilstm, "bilstm", work, minutes)}
-    if not args.quick:
+    models = {}
+    if args.only != "minilm":
+        models["bilstm-crf"] = ensure_tagsure_model(args.bilstm, "bilstm", work, minutes)
+    if not args.quick and args.only != "bilstm-crf":
         models["minilm"] = ensure_tagsure_model(args.minilm, "minilm", work, minutes)
     spacy_model = ensure_spacy_model(args.spacy_model, work, minutes)
     results = []
     for name, model in models.items():
         for row in args.rows.split(","):
-            if row.startswith("spacy-") and name != "bilstm-crf":
+            if row.startswith("spacy-") and name != next(iter(models)):
                 continue  # spaCy's own model; one row set is enough
             print(f"running {name} / {row}", flush=True)
             result = row_result(row, model, corpus_dir, spacy_model)
