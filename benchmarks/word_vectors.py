@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _portable import portable  # beside this script: no machine paths in results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -318,7 +319,7 @@ def main() -> None:
         "table": table,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(portable(result), indent=2))
     print(f"wrote {args.out}")
 
 
