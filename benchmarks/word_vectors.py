@@ -10,7 +10,7 @@ vocabulary, so dev words never seen in training get their vectors).
 
     .venv/bin/python benchmarks/word_vectors.py                      # ~2 x 20 min + vectors
     .venv/bin/python benchmarks/word_vectors.py --minutes 2 --epochs 1 --train-sentences 2000 \
-        --vector-epochs 1 --out /tmp/wv-smoke.json                    # a smoke test, ~5 min
+        --vector-epochs 1 --out runs/wv-smoke.json                    # a smoke test, ~5 min
 
 The corpora are read from ``../shared/data`` beside the clone (or ``TAGSURE_SHARED_DATA``).
 """
