@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from _portable import portable  # beside this script: no machine paths in results
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
 PEERS_PYTHON = REPO / "benchmarks" / ".venv-peers" / "bin" / "python"
@@ -370,7 +372,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("batch.quick.json" if args.quick else "batch.json")
-    out.write_text(json.dumps({"corpus": meta, "cpus": os.cpu_count(), "rows": results}, indent=1))
+    out.write_text(
+        json.dumps(portable({"corpus": meta, "cpus": os.cpu_count(), "rows": results}), indent=1)
+    )
     print(f"wrote {out}")
 
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _portable import portable  # beside this script: no machine paths in results
 from conll03 import RESULTS, run_tagsure
 
 # variant name -> [model] settings beyond the language models (None: no LMs at all)
@@ -151,7 +152,9 @@ def main() -> None:
     print(table)
     command = " ".join(["python", "benchmarks/char_lm.py", *sys.argv[1:]])
     args.out.write_text(
-        json.dumps({"command": command, "results": results, "lms": lms, "table": table}, indent=2)
+        json.dumps(
+            portable({"command": command, "results": results, "lms": lms, "table": table}), indent=2
+        )
     )
 
 

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from _portable import portable  # beside this script: no machine paths in results
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
 PEERS_PYTHON = REPO / "benchmarks" / ".venv-peers" / "bin" / "python"
@@ -247,7 +249,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/conll03.py " + " ".join(sys.argv[1:])
     args.out.write_text(
-        json.dumps({"command": command.strip(), "results": results, "table": table}, indent=2)
+        json.dumps(
+            portable({"command": command.strip(), "results": results, "table": table}), indent=2
+        )
     )
     print(f"wrote {args.out}")
 

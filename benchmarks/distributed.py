@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _portable import portable  # beside this script: no machine paths in results
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
@@ -127,7 +129,9 @@ def main() -> None:
         )
     settings = {k: v for k, v in vars(args).items() if k not in ("workdir", "out")}
     command = "benchmarks/distributed.py " + " ".join(sys.argv[1:])
-    args.out.write_text(json.dumps({"command": command, "settings": settings, "runs": rows}))
+    args.out.write_text(
+        json.dumps(portable({"command": command, "settings": settings, "runs": rows}))
+    )
     print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
 
 

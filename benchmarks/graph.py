@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _portable import portable  # beside this script: no machine paths in results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -276,7 +277,7 @@ def main() -> None:
 
     def save() -> None:
         results["table"] = report(results)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.write_text(json.dumps(portable(results), indent=2) + "\n")
 
     if args.add:
         previous = json.loads(args.out.read_text())

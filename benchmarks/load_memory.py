@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _portable import portable  # beside this script: no machine paths in results
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data")) / "conll2003-en"
 RESULTS = REPO / "benchmarks" / "results"
@@ -147,7 +149,7 @@ def main() -> None:
             f"{row['added_mb']:>9.1f} {row['added_over_file']:>7.2f}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    args.out.write_text(json.dumps(portable(rows), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _portable import portable  # beside this script: no machine paths in results
 from conll03 import DATA, PEERS_PYTHON, REPO, RESULTS, reload_in_fresh_process
 
 
@@ -106,13 +107,15 @@ def main() -> None:
     command = "python benchmarks/reload.py " + " ".join(sys.argv[1:])
     args.out.write_text(
         json.dumps(
-            {
-                "command": command.strip(),
-                "train_sentences": args.sentences,
-                "epochs": args.epochs,
-                "results": results,
-                "table": table,
-            },
+            portable(
+                {
+                    "command": command.strip(),
+                    "train_sentences": args.sentences,
+                    "epochs": args.epochs,
+                    "results": results,
+                    "table": table,
+                }
+            ),
             indent=2,
         )
     )

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _portable import portable  # beside this script: no machine paths in results
 from serve_processes import PLAIN_SERVER, PROBE  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -470,7 +471,7 @@ def main() -> None:
         "models": {name: bench_model(name, path, docs, args) for name, path in models.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(portable(results), indent=2))
     print(report(results))
     print(f"wrote {args.out}")
 

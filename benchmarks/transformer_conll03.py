@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from _portable import portable  # beside this script: no machine paths in results
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
@@ -329,7 +331,7 @@ def main() -> None:
         else:
             result = run_tagsure(args, best=args.part == "tagsure-best")
         (Path(args.workdir) / f"{args.part}-seed{args.seed}.json").write_text(
-            json.dumps(result, indent=2)
+            json.dumps(portable(result), indent=2)
         )
         return
     # Each seed: the plain loop, then tagsure like for like; the best configuration once.
@@ -373,7 +375,7 @@ def main() -> None:
         "ratios": ratios,
     }
     if not args.limit and not args.predict_only:
-        Path(args.out_json).write_text(json.dumps(document, indent=2))
+        Path(args.out_json).write_text(json.dumps(portable(document), indent=2))
     print(json.dumps(document["ratios"]))
 
 

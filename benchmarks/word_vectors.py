@@ -10,7 +10,7 @@ vocabulary, so dev words never seen in training get their vectors).
 
     .venv/bin/python benchmarks/word_vectors.py                      # ~2 x 20 min + vectors
     .venv/bin/python benchmarks/word_vectors.py --minutes 2 --epochs 1 --train-sentences 2000 \
-        --vector-epochs 1 --out /tmp/wv-smoke.json                    # a smoke test, ~5 min
+        --vector-epochs 1 --out runs/wv-smoke.json                    # a smoke test, ~5 min
 
 The corpora are read from ``../shared/data`` beside the clone (or ``TAGSURE_SHARED_DATA``).
 """
@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _portable import portable  # beside this script: no machine paths in results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TAGSURE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -318,7 +319,7 @@ def main() -> None:
         "table": table,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(portable(result), indent=2))
     print(f"wrote {args.out}")
 
 

@@ -3,7 +3,7 @@
 Run with the peers venv (created by benchmarks/peers/setup.sh):
 
     benchmarks/.venv-peers/bin/python benchmarks/peers/flair_peer.py \
-        --train train.txt --dev dev.txt --out-json flair.json --workdir /tmp/flair-peer \
+        --train train.txt --dev dev.txt --out-json flair.json --workdir runs/peers/flair \
         --max-epochs 10 --max-minutes 30
 
 Model: one-hot word embeddings trained from scratch (OneHotEmbeddings.from_corpus defaults:

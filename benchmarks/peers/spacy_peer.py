@@ -3,7 +3,7 @@
 Run with the peers venv (created by benchmarks/peers/setup.sh):
 
     benchmarks/.venv-peers/bin/python benchmarks/peers/spacy_peer.py \
-        --train train.txt --dev dev.txt --out-json spacy.json --workdir /tmp/spacy-peer \
+        --train train.txt --dev dev.txt --out-json spacy.json --workdir runs/peers/spacy \
         --max-minutes 30
 
 What a spaCy user would do, step by step, through spaCy's own CLI:
