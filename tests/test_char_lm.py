@@ -102,9 +102,13 @@ def test_lm_learns_and_an_interrupted_run_resumes_exactly(tmp_path: Path) -> Non
     a, b = load_lm(tmp_path / "straight.lm"), load_lm(tmp_path / "resumed.lm")
     for name, tensor in a.state_dict().items():
         assert torch.equal(tensor, b.state_dict()[name]), name
-    extended = resume_lm(tmp_path / "ckpt", epochs=3)  # a finished run goes on
+    # a finished run goes on, written where this call says (not over the first run's file)
+    extended = resume_lm(tmp_path / "ckpt", epochs=3, out=tmp_path / "extended.lm")
     assert [r.epoch for r in extended] == [1, 2, 3]
     assert extended[:2] == resumed
+    assert (tmp_path / "extended.lm").is_file()
+    for name, tensor in a.state_dict().items():  # the first run's file is untouched
+        assert torch.equal(tensor, load_lm(tmp_path / "resumed.lm").state_dict()[name]), name
 
 
 def test_lm_file_errors_name_the_file(tmp_path: Path, tiny_model: Path) -> None:

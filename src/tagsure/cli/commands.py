@@ -168,7 +168,7 @@ def lm_train(
     first = int(os.environ.get("RANK", "0")) == 0  # one process of N shows progress and prints
     progress = TqdmLMProgress() if first else None
     if resume_dir is not None:
-        records = resume_lm(resume_dir, progress, epochs)
+        records = resume_lm(resume_dir, progress, epochs, out)
     else:
         config = LMTrainConfig(text=text, conll=conll, **settings)
         config.epochs = epochs or config.epochs

@@ -93,10 +93,12 @@ def resume_lm(
     checkpoint_dir: str | Path,
     progress: RunProgress[LMEpochRecord] | None = None,
     epochs: int | None = None,
+    out: str | Path | None = None,
 ) -> list[LMEpochRecord]:
     """Continue the LM training run whose checkpoint is in ``checkpoint_dir``.
 
-    With ``epochs``, the run goes on to that many epochs in all (to extend a finished run).
+    With ``epochs``, the run goes on to that many epochs in all (to extend a finished run);
+    with ``out``, the LM is written there instead of where the first run wrote it.
     """
     checkpoint = load_resume_state(checkpoint_dir)
     document = checkpoint.document
@@ -109,7 +111,8 @@ def resume_lm(
     world = join(where=str(checkpoint_dir))
     world.check_resume(document.get("world_size", 1), config.batch_size, checkpoint_dir, "streams")
     every = document["checkpoint_every"]
-    run = _LMRun(config, lm, text, document["out"], checkpoint_dir, every, world)
+    target = document["out"] if out is None else str(out)
+    run = _LMRun(config, lm, text, target, checkpoint_dir, every, world)
     run.restore(checkpoint)
     run.loop(progress or LoggingProgress(format_lm_record, logger))
     return run.history()
