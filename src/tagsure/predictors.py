@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tagsure.errors import ConfigError
 from tagsure.storage.onnx_file import looks_like_onnx
-from tagsure.writers import Predictor
+
+if TYPE_CHECKING:  # a type only: the CLI reads PredictorSpec without importing torch
+    from tagsure.writers import Predictor
 
 logger = logging.getLogger(__name__)
 

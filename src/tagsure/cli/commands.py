@@ -9,21 +9,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tagsure.cli.arguments import (  # noqa: F401 (commands.X for the parser's types)
+    DEMO_EPOCHS,
+    CommandFailed,
+    Placement,
+    StreamOptions,
+    launched,
+)
 from tagsure.cli.progress import PredictProgress, TqdmProgress
 from tagsure.data.conll import Corpus, load_corpus, read_conll
-from tagsure.errors import InputError, ModelFileError, TagsureError
+from tagsure.errors import InputError, ModelFileError
 from tagsure.evaluation.verify import differences, same_gold_entities
 from tagsure.predictors import PredictorSpec
-from tagsure.rows import MAX_CHARS
 from tagsure.storage.atomic import atomic_writer
 from tagsure.storage.model_card import parse_card_options
 from tagsure.storage.onnx_file import looks_like_onnx
 from tagsure.streaming import (
-    BATCH_SIZE,
     JsonlSink,
     ParquetSink,
     Source,
@@ -40,26 +44,6 @@ from tagsure.writers_html import HtmlSink
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
 DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
-DEMO_EPOCHS = 3  # ~30 s an epoch on 2 idle cores (5,500 tokens/s); test F1 about 74
-
-
-class CommandFailed(TagsureError):
-    """A command's own failure (e.g. verification mismatch), with the exit code to use."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class Placement:
-    device: str = "cpu"
-    precision: str = "fp32"
-
-
-def launched() -> bool:
-    """Whether this process is one of a torchrun launch (WORLD_SIZE set)."""
-    return "WORLD_SIZE" in os.environ
 
 
 def launch(nproc: int, argv: list[str], run_dir: Path | None) -> None:
@@ -208,15 +192,6 @@ def evaluate_html(tagger: Tagger, model: Path, data: Path, html: Path) -> Any:
         )
         page.close(f"{error_summary(page)}; F1 {100 * metrics.micro.f1:.2f}")
     return metrics
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    workers: int = 1
-    batch_size: int = BATCH_SIZE
-    text_field: str = "text"
-    max_chars: int = MAX_CHARS
-    progress: bool = False
 
 
 def predict(
