@@ -238,10 +238,10 @@ def predict(
     ] = 0.0,
 ) -> None:
     """Tag raw text or a CoNLL file (or JSON lines, Parquet); streams in --batch-size rows."""
-    from tagsure.cli import commands
+    from tagsure.cli import predicting
 
     if engine == "ray":
-        commands.predict_ray(
+        predicting.predict_ray(
             model,
             data,
             out,
@@ -256,7 +256,7 @@ def predict(
         return
     if engine != "local":
         raise typer.BadParameter(f"unknown engine {engine!r}; use local or ray")
-    commands.predict(
+    predicting.predict(
         model,
         data,
         output_format,
