@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,16 +47,19 @@ class PredictorSpec:
 
     def load(self) -> Predictor:
         """The tagger, loaded (and, for a .tagsure file, its fingerprint verified) here."""
-        import torch
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
         if self.is_onnx:
             if self.compile:
                 raise ConfigError(f"{self.path}: an ONNX model cannot be run under torch.compile")
             from tagsure.serving.onnx_runtime import OnnxTagger
 
-            return OnnxTagger(self.path, threads=self.threads)
+            onnx_tagger = OnnxTagger(self.path, threads=self.threads)
+            if self.threads and "torch" in sys.modules:  # torch only where the tagger uses it
+                sys.modules["torch"].set_num_threads(self.threads)
+            return onnx_tagger
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
         from tagsure.tagger import Tagger
 
         tagger = Tagger.load(self.path, verify=self.verify)
