@@ -12,11 +12,15 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tagsure.errors import ConfigError
 from tagsure.storage.onnx_file import looks_like_onnx
-from tagsure.writers import Predictor
+
+if TYPE_CHECKING:  # a type only: the CLI reads PredictorSpec without importing torch
+    from tagsure.writers import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +47,19 @@ class PredictorSpec:
 
     def load(self) -> Predictor:
         """The tagger, loaded (and, for a .tagsure file, its fingerprint verified) here."""
-        import torch
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
         if self.is_onnx:
             if self.compile:
                 raise ConfigError(f"{self.path}: an ONNX model cannot be run under torch.compile")
             from tagsure.serving.onnx_runtime import OnnxTagger
 
-            return OnnxTagger(self.path, threads=self.threads)
+            onnx_tagger = OnnxTagger(self.path, threads=self.threads)
+            if self.threads and "torch" in sys.modules:  # torch only where the tagger uses it
+                sys.modules["torch"].set_num_threads(self.threads)
+            return onnx_tagger
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
         from tagsure.tagger import Tagger
 
         tagger = Tagger.load(self.path, verify=self.verify)

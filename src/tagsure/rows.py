@@ -24,11 +24,13 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagsure.data.records import Unreadable, utf8_error
-from tagsure.tagger import Entity
-from tagsure.writers import Predictor
+
+if TYPE_CHECKING:  # types only: rows stay importable without torch
+    from tagsure.tagger import Entity
+    from tagsure.writers import Predictor
 
 logger = logging.getLogger(__name__)
 

@@ -19,13 +19,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tagsure.data.records import Chunk
 from tagsure.errors import TagsureError
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS, RowResult, tag_texts
-from tagsure.writers import Predictor
+
+if TYPE_CHECKING:  # a type only: workers run an ONNX predictor without torch
+    from tagsure.writers import Predictor
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,14 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from tagsure.data.conll import Sentence
 from tagsure.data.records import Chunk
 from tagsure.data.schemes import Span, TagScheme, to_spans
-from tagsure.tagger import Prediction
+
+if TYPE_CHECKING:  # a type only: the HTML sink runs without torch
+    from tagsure.tagger import Prediction
 
 # displaCy's colours for the usual types; any other label gets a pastel hue from its name.
 COLOURS = {

@@ -2,64 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tagsure.cli.progress import PredictProgress, TqdmProgress
+from tagsure.cli.arguments import (  # noqa: F401 (commands.X for the parser's types)
+    DEMO_EPOCHS,
+    CommandFailed,
+    Placement,
+    StreamOptions,
+    launched,
+)
+from tagsure.cli.predicting import load_any_tagger
+from tagsure.cli.progress import TqdmProgress
 from tagsure.data.conll import Corpus, load_corpus, read_conll
-from tagsure.errors import InputError, ModelFileError, TagsureError
+from tagsure.errors import InputError
 from tagsure.evaluation.verify import differences, same_gold_entities
-from tagsure.predictors import PredictorSpec
-from tagsure.rows import MAX_CHARS
 from tagsure.storage.atomic import atomic_writer
 from tagsure.storage.model_card import parse_card_options
 from tagsure.storage.onnx_file import looks_like_onnx
-from tagsure.streaming import (
-    BATCH_SIZE,
-    JsonlSink,
-    ParquetSink,
-    Source,
-    open_source,
-    predict_stream,
-)
 from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
 from tagsure.training.trainer import format_record, resume
 from tagsure.training.trainer import train as run_training
-from tagsure.workers import threads_per_worker
-from tagsure.writers import OUTPUT_FORMATS, tag_file
-from tagsure.writers_html import HtmlSink
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
 DEMO_SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union ."
-DEMO_EPOCHS = 3  # ~30 s an epoch on 2 idle cores (5,500 tokens/s); test F1 about 74
-
-
-class CommandFailed(TagsureError):
-    """A command's own failure (e.g. verification mismatch), with the exit code to use."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class Placement:
-    device: str = "cpu"
-    precision: str = "fp32"
-
-
-def launched() -> bool:
-    """Whether this process is one of a torchrun launch (WORLD_SIZE set)."""
-    return "WORLD_SIZE" in os.environ
 
 
 def launch(nproc: int, argv: list[str], run_dir: Path | None) -> None:
@@ -208,149 +180,6 @@ def evaluate_html(tagger: Tagger, model: Path, data: Path, html: Path) -> Any:
         )
         page.close(f"{error_summary(page)}; F1 {100 * metrics.micro.f1:.2f}")
     return metrics
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    workers: int = 1
-    batch_size: int = BATCH_SIZE
-    text_field: str = "text"
-    max_chars: int = MAX_CHARS
-    progress: bool = False
-
-
-def predict(
-    model: Path,
-    data: Path,
-    output_format: str,
-    input_format: str,
-    out: Path | None,
-    compile_model: bool = False,
-    onnx: bool = False,
-    options: StreamOptions = StreamOptions(),
-) -> None:
-    source = open_source(str(data), input_format)
-    if source.format == "conll":
-        return predict_conll(model, source, output_format, out, compile_model, onnx)
-    if options.workers < 1 or options.batch_size < 1:
-        raise CommandFailed("--workers and --batch-size must be at least 1", 2)
-    wanted = output_format or (
-        "parquet" if source.format == "parquet" or str(out).endswith(".parquet") else "jsonl"
-    )
-    if wanted not in ("jsonl", "parquet", "html"):
-        raise CommandFailed(
-            f"{source.format} input is written as jsonl, parquet or html: {wanted}?", 2
-        )
-    if not model.exists():
-        raise ModelFileError(f"{model}: no such model file")
-    threads = threads_per_worker(options.workers) if options.workers > 1 else None
-    spec = PredictorSpec(str(model), True if onnx else None, compile=compile_model, threads=threads)
-    to_stdout = out is None or str(out) == "-"
-    with (
-        contextlib.nullcontext(sys.stdout.buffer)
-        if out is None or to_stdout
-        else atomic_writer(out, "wb")
-    ) as handle:
-        sink: Any = ParquetSink(handle) if wanted == "parquet" else JsonlSink(handle)
-        if wanted == "html":
-            sink = HtmlSink(handle, f"tagsure predict: {data.name}")
-        with PredictProgress(enabled=True if options.progress else None) as bar:
-            stats = predict_stream(
-                spec,
-                source.chunks(options.text_field, options.batch_size),
-                sink,
-                options.workers,
-                options.max_chars,
-                bar.update,
-            )
-    if stats.errors:
-        print(f"tagsure: {stats.errors} of {stats.rows} rows have an error field", file=sys.stderr)
-
-
-def predict_conll(
-    model: Path,
-    source: Source,
-    output_format: str,
-    out: Path | None,
-    compile_model: bool,
-    onnx: bool,
-) -> None:
-    """CoNLL sentences, as before streaming predict: a sentence per block, gold tags kept."""
-    output_format = output_format or "conll"
-    if output_format not in OUTPUT_FORMATS:
-        raise CommandFailed(f"unknown output format {output_format!r}; use conll, jsonl or html", 2)
-    tagger = load_any_tagger(model, compile_model, onnx)
-    with contextlib.ExitStack() as stack:
-        data = source.path
-        if data is None:  # the CoNLL reader wants a file: spool standard input, deleted after
-            spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stdin.txt"
-            with spool.open("wb") as raw:
-                raw.writelines(source.lines or [])
-            data = str(spool)
-        handle: IO[str] = sys.stdout
-        if out is not None and str(out) != "-":
-            handle = stack.enter_context(atomic_writer(out, "w"))
-        tag_file(tagger, data, "conll", output_format, handle)
-
-
-def predict_ray(
-    model: Path,
-    data: Path,
-    out: Path | None,
-    output_format: str,
-    text_field: str,
-    actors: int,
-    batch_size: int,
-    max_chars: int,
-    address: str | None,
-    num_gpus: float,
-) -> None:
-    from tagsure.integrations.ray import predict_folder
-
-    if out is None:
-        raise CommandFailed("--engine ray writes a folder: give it with --out", 2)
-    written = predict_folder(
-        str(model),
-        str(data),
-        str(out),
-        output_format=output_format or None,
-        text_column=text_field,
-        concurrency=actors,
-        batch_size=batch_size,
-        max_chars=max_chars,
-        address=address,
-        num_gpus=num_gpus,
-    )
-    print(f"tagged {written} rows into {out}", file=sys.stderr)
-
-
-def load_any_tagger(
-    model: Path,
-    compile_model: bool = False,
-    onnx: bool = False,
-    verify: bool = True,
-    placement: Placement = Placement(),
-) -> Any:
-    """A .tagsure tagger (optionally compiled) on ``placement``'s device, or an ONNX file's
-    tagger under ONNX Runtime: with ``onnx``, or when the file is one (by name or content)."""
-    if onnx or looks_like_onnx(model):
-        if compile_model:
-            raise CommandFailed(f"{model}: an ONNX model cannot run under --compile", 2)
-        if not model.exists():
-            raise CommandFailed(f"{model}: no such ONNX file")
-        from tagsure.serving.onnx_runtime import OnnxTagger
-
-        if placement != Placement():
-            raise CommandFailed(f"{model}: an ONNX model runs on ONNX Runtime's CPU, fp32", 2)
-        return OnnxTagger(model)
-    tagger = Tagger.load(
-        model, verify=verify, device=placement.device, precision=placement.precision
-    )
-    if compile_model:
-        from tagsure.training.compiled import compile_tagger
-
-        tagger = compile_tagger(tagger)
-    return tagger
 
 
 def export(model: Path, out: Path, export_format: str) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from tagsure.cli import commands, serve
+from tagsure.cli import arguments, serve
 from tagsure.cli.options import (
     CheckpointDir,
     CheckpointEvery,
@@ -22,6 +22,7 @@ from tagsure.cli.options import (
     Precision,
     Resume,
 )
+from tagsure.cli.usage import one_line, usage_message
 from tagsure.errors import TagsureError
 from tagsure.rows import MAX_CHARS
 from tagsure.streaming import BATCH_SIZE
@@ -122,7 +123,9 @@ def train(
 
     Beside the model it writes NAME.metrics.jsonl (one line per epoch) and NAME.curve.png.
     """
-    if nproc > 1 and not commands.launched():
+    from tagsure.cli import commands
+
+    if nproc > 1 and not arguments.launched():
         commands.launch(nproc, sys.argv[1:], resume or checkpoint_dir)
         return
     overrides = {
@@ -141,7 +144,7 @@ def train(
         checkpoint_dir,
         checkpoint_every,
         resume,
-        commands.Placement(device, precision),
+        arguments.Placement(device, precision),
         card,
     )
 
@@ -167,7 +170,9 @@ def evaluate(
     precision: Precision = "fp32",
 ) -> None:
     """Score a model on a tagged file: entity precision/recall/F1 per type, as conlleval counts."""
-    commands.evaluate(model, data, as_json, html, commands.Placement(device, precision))
+    from tagsure.cli import commands
+
+    commands.evaluate(model, data, as_json, html, arguments.Placement(device, precision))
 
 
 @app.command()
@@ -233,8 +238,10 @@ def predict(
     ] = 0.0,
 ) -> None:
     """Tag raw text or a CoNLL file (or JSON lines, Parquet); streams in --batch-size rows."""
+    from tagsure.cli import predicting
+
     if engine == "ray":
-        commands.predict_ray(
+        predicting.predict_ray(
             model,
             data,
             out,
@@ -249,7 +256,7 @@ def predict(
         return
     if engine != "local":
         raise typer.BadParameter(f"unknown engine {engine!r}; use local or ray")
-    commands.predict(
+    predicting.predict(
         model,
         data,
         output_format,
@@ -257,7 +264,7 @@ def predict(
         out,
         compile_model,
         onnx,
-        commands.StreamOptions(workers, batch_size, text_field, max_chars, progress),
+        arguments.StreamOptions(workers, batch_size, text_field, max_chars, progress),
     )
 
 
@@ -272,6 +279,8 @@ def export(
     ] = "onnx",
 ) -> None:
     """Export a model for other runtimes: ONNX (ONNX Runtime, no tagsure file needed) or hf."""
+    from tagsure.cli import commands
+
     commands.export(model, out, export_format)
 
 
@@ -282,12 +291,14 @@ def demo(
     ),
     epochs: Annotated[
         int, typer.Option(help="Epochs to train: the same model on every machine, only slower.")
-    ] = commands.DEMO_EPOCHS,
+    ] = arguments.DEMO_EPOCHS,
     max_minutes: Annotated[
         float, typer.Option(help="Also stop after this many minutes (0: no time limit).")
     ] = 0.0,
 ) -> None:
     """Train on the bundled WikiANN sample, save, reload in a new process, compare, tag text."""
+    from tagsure.cli import commands
+
     commands.demo(out, epochs, max_minutes)
 
 
@@ -318,6 +329,8 @@ def verify(
     ] = "cpu",
 ) -> None:
     """Re-run the probe stored at save time (and the dev metrics, given DATA); exit 1 on change."""
+    from tagsure.cli import commands
+
     commands.verify(model, data, tolerance, device)
 
 
@@ -333,6 +346,8 @@ def inspect_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what a model file holds: config, labels, tensors, wrapper prefixes and the head."""
+    from tagsure.cli import commands
+
     commands.inspect(path, as_json)
 
 
@@ -353,6 +368,8 @@ def load_weights(
     ] = None,
 ) -> None:
     """Load a foreign checkpoint into a tagsure model strictly; report every mismatch."""
+    from tagsure.cli import commands
+
     commands.load_weights(model, checkpoint, out, allow_missing or [], ignore_unexpected or [])
 
 
@@ -372,6 +389,8 @@ def import_hf(
     ],
 ) -> None:
     """Convert a Hugging Face token classifier into a tagsure model with the same predictions."""
+    from tagsure.cli import commands
+
     commands.import_hf(directory, out)
 
 
@@ -418,7 +437,9 @@ def lm_train(
     ] = 1,
 ) -> None:
     """Train a character-level LSTM language model (forward or backward) on raw text."""
-    if nproc > 1 and not commands.launched():
+    from tagsure.cli import commands
+
+    if nproc > 1 and not arguments.launched():
         commands.launch(nproc, sys.argv[1:], resume or checkpoint_dir)
         return
     commands.lm_train(
@@ -447,14 +468,14 @@ def main() -> None:
         app(prog_name="tagsure", standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except commands.CommandFailed as err:
+    except arguments.CommandFailed as err:
         print(f"tagsure: {one_line(str(err))}", file=sys.stderr)
         sys.exit(err.exit_code)
     except TagsureError as err:
         print(f"tagsure: error: {one_line(str(err))}", file=sys.stderr)
         sys.exit(1)
     except typer.TyperException as err:  # a usage error: unknown option, missing argument, ...
-        print(f"tagsure: error: {usage_message(err)}", file=sys.stderr)
+        print(f"tagsure: error: {usage_message(err, app)}", file=sys.stderr)
         sys.exit(err.exit_code)
     except typer.Abort:
         print("tagsure: aborted", file=sys.stderr)
@@ -463,30 +484,6 @@ def main() -> None:
         print("tagsure: interrupted", file=sys.stderr)
         sys.exit(130)
     # Anything else is a bug: it keeps its traceback.
-
-
-def usage_message(err: typer.TyperException) -> str:
-    """Click's message, and where to read the usage, on one line."""
-    ctx = getattr(err, "ctx", None)
-    where = ctx.command_path if ctx is not None else " ".join(["tagsure", *command_words()])
-    return f"{one_line(err.format_message())} (see '{where} --help')"
-
-
-def command_words() -> list[str]:
-    """The (sub)command names that start the command line: ``["lm", "train"]``."""
-    command: object = typer.main.get_command(app)
-    words = []
-    for word in sys.argv[1:]:
-        commands = getattr(command, "commands", {})
-        if word not in commands:
-            break
-        words.append(word)
-        command = commands[word]
-    return words
-
-
-def one_line(message: str) -> str:
-    return " ".join(message.split())
 
 
 if __name__ == "__main__":
