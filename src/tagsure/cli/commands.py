@@ -56,6 +56,14 @@ class Placement:
     device: str = "cpu"
     precision: str = "fp32"
 
+    def checked(self) -> Placement:
+        """Itself, once its device exists here and its precision can predict."""
+        from tagsure.data.devices import check_precision, resolve_device
+
+        resolve_device(self.device)
+        check_precision(self.precision, inference=True)
+        return self
+
 
 def launched() -> bool:
     """Whether this process is one of a torchrun launch (WORLD_SIZE set)."""
@@ -151,35 +159,6 @@ def train(
         print(f"saved {out} (with {out.stem}.metrics.jsonl and {out.stem}.curve.png beside it)")
 
 
-def lm_train(
-    out: Path,
-    text: list[str],
-    conll: list[str],
-    settings: dict[str, Any],
-    checkpoint_dir: Path | None,
-    checkpoint_every: int,
-    resume_dir: Path | None,
-) -> None:
-    from tagsure.cli.progress import TqdmLMProgress
-    from tagsure.training.distributed import leave
-    from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
-
-    epochs = settings.pop("epochs")
-    first = int(os.environ.get("RANK", "0")) == 0  # one process of N shows progress and prints
-    progress = TqdmLMProgress() if first else None
-    if resume_dir is not None:
-        records = resume_lm(resume_dir, progress, epochs)
-    else:
-        config = LMTrainConfig(text=text, conll=conll, **settings)
-        config.epochs = epochs or config.epochs
-        records = train_lm(config, out, progress, checkpoint_dir, checkpoint_every)
-    leave()
-    if not first:
-        return
-    best = min(records, key=lambda r: r.holdout_bpc)
-    print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")
-
-
 def evaluate(
     model: Path,
     data: Path,
@@ -228,10 +207,11 @@ def predict(
     compile_model: bool = False,
     onnx: bool = False,
     options: StreamOptions = StreamOptions(),
+    placement: Placement = Placement(),
 ) -> None:
     source = open_source(str(data), input_format)
     if source.format == "conll":
-        return predict_conll(model, source, output_format, out, compile_model, onnx)
+        return predict_conll(model, source, output_format, out, compile_model, onnx, placement)
     if options.workers < 1 or options.batch_size < 1:
         raise CommandFailed("--workers and --batch-size must be at least 1", 2)
     wanted = output_format or (
@@ -244,7 +224,8 @@ def predict(
     if not model.exists():
         raise ModelFileError(f"{model}: no such model file")
     threads = threads_per_worker(options.workers) if options.workers > 1 else None
-    spec = PredictorSpec(str(model), True if onnx else None, compile=compile_model, threads=threads)
+    device, precision = placement.checked().device, placement.precision
+    spec = PredictorSpec(str(model), onnx or None, True, compile_model, threads, device, precision)
     to_stdout = out is None or str(out) == "-"
     with (
         contextlib.nullcontext(sys.stdout.buffer)
@@ -274,12 +255,13 @@ def predict_conll(
     out: Path | None,
     compile_model: bool,
     onnx: bool,
+    placement: Placement = Placement(),
 ) -> None:
     """CoNLL sentences, as before streaming predict: a sentence per block, gold tags kept."""
     output_format = output_format or "conll"
     if output_format not in OUTPUT_FORMATS:
         raise CommandFailed(f"unknown output format {output_format!r}; use conll, jsonl or html", 2)
-    tagger = load_any_tagger(model, compile_model, onnx)
+    tagger = load_any_tagger(model, compile_model, onnx, placement=placement)
     with contextlib.ExitStack() as stack:
         data = source.path
         if data is None:  # the CoNLL reader wants a file: spool standard input, deleted after
@@ -353,21 +335,23 @@ def load_any_tagger(
     return tagger
 
 
-def export(model: Path, out: Path, export_format: str) -> None:
+def export(model: Path, out: Path, export_format: str, quantize: str | None = None) -> None:
     if looks_like_onnx(model):
         raise CommandFailed(f"{model}: already an ONNX export; export its .tagsure file", 2)
+    if quantize is not None and export_format != "onnx":
+        raise CommandFailed(f"--quantize is for --format onnx, not {export_format}", 2)
     tagger = Tagger.load(model)
     if export_format == "onnx":
         from tagsure.storage.onnx_export import export_onnx
 
-        export_onnx(tagger, out)
+        export_onnx(tagger, out, quantize)
     elif export_format == "hf":
         from tagsure.interop.huggingface import export_hf  # written on another branch
 
         export_hf(tagger, out)
     else:
         raise CommandFailed(f"unknown export format {export_format!r}; use onnx or hf", 2)
-    print(f"exported {model} to {out} ({export_format})")
+    print(f"exported {model} to {out} ({', '.join(filter(None, [export_format, quantize]))})")
 
 
 def demo(out: Path, epochs: int = DEMO_EPOCHS, max_minutes: float = 0.0) -> None:
@@ -435,7 +419,7 @@ def verify(model: Path, data: Path | None, tolerance: float | None, device: str 
             f"{model}: the file has no fingerprint to verify"
             + ("; re-export it from its .tagsure file with this tagsure" if is_onnx else "")
         )
-    if is_onnx and tolerance is None:  # another runtime's kernels: never bit for bit
+    if is_onnx and tolerance is None and not tagger.quantized:  # fingerprinted in torch
         tolerance = fingerprint.CROSS_PLATFORM_TOLERANCE
     check = fingerprint.verify(tagger, stored, tolerance)
     tokens = sum(map(len, stored.sentences))
