@@ -89,7 +89,9 @@ def test_int8_onnx_export_verifies_exactly_and_tags_like_fp32(
     code, out, _ = run_cli(["inspect", str(int8)], capsys)
     assert code == 0 and "entry 'quantized': int8 (dynamic" in out
 
-    sentences = dev_tokens(models)
+    # The sentences the tiny model was trained on, where its tags are not coin flips (its dev
+    # F1 is ~20-30; the real BiLSTM-CRF loses 0.01 F1 on CoNLL-2003 dev, docs/precision.md).
+    sentences = [s.tokens for s in load_corpus(models["train"]).sentences[:200]]
     quantized, reference = OnnxTagger(int8), OnnxTagger(fp32)
     int8_tags, fp32_tags = quantized.tag(sentences)[0], reference.tag(sentences)[0]
     assert agreement(int8_tags, fp32_tags) > 0.95
@@ -129,8 +131,8 @@ def test_a_tampered_int8_fingerprint_fails_verify(
         stored["emissions_sha256"] = fingerprint.digest(scores)
 
     def fp32_fingerprint(stored: dict) -> None:
-        stored.update(fp32.to_json(), emissions=fp32.emissions.tolist())
-        stored["platform"] = {**fp32.platform, "runtime": stored["platform"]["runtime"]}
+        here = stored["platform"]  # where the check is exact
+        stored.update(fp32.to_json(), emissions=fp32.emissions.tolist(), platform=here)
 
     for change in (nudge, fp32_fingerprint):
         code, said = tamper(change)
@@ -168,7 +170,7 @@ def test_lower_precision_inference_tags_like_fp32(
     reference = Tagger.load(models[name]).tag(sentences)[0]
     tagger = Tagger.load(models[name], precision=precision)
     assert tagger.precision == precision
-    kinds = {type(m).__name__ for m in tagger.model.modules()}
+    kinds = {m._get_name() for m in tagger.model.modules()}
     assert ("DynamicQuantizedLinear" in kinds) == (precision == "int8")
     assert agreement(tagger.tag(sentences)[0], reference) > 0.95
     assert Tagger.load(models[name]).tag(sentences)[0] == reference  # the file stays fp32

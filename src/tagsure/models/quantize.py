@@ -11,7 +11,7 @@ warnings go to the log.
 
 Example:
     >>> from torch import nn
-    >>> type(quantize_int8(nn.Sequential(nn.Linear(4, 2)))[0]).__name__
+    >>> quantize_int8(nn.Sequential(nn.Linear(4, 2)))[0]._get_name()
     'DynamicQuantizedLinear'
 """
 
