@@ -141,3 +141,13 @@ def test_predict_on_the_gpu_tags_as_the_cpu_does(
     assert code == 0, err
     same = [a == b for a, b in zip(cpu.splitlines(), gpu.splitlines(), strict=True)]
     assert sum(same) / len(same) > 0.95
+
+
+@needs_cuda
+def test_the_server_runs_its_model_on_the_gpu(files: dict[str, Path]) -> None:
+    model = load_model(files["model"], threads=1, device="cuda", precision="bf16")
+    with serving(model) as url:
+        info = httpx.get(url + "/info").json()
+        answer = httpx.post(url + "/predict", json={"inputs": ["Peter lives in Berlin ."]})
+    assert info["model"]["device"].startswith("cuda") and info["model"]["precision"] == "bf16"
+    assert answer.status_code == 200
