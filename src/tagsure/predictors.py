@@ -31,7 +31,9 @@ class PredictorSpec:
     others with torch.
 
     ``threads`` caps the intra-op threads of this worker (one per core it owns, so N workers on
-    N cores do not oversubscribe); ``device`` is ``cpu`` or an accelerator such as ``cuda``.
+    N cores do not oversubscribe); ``device`` is ``cpu`` or an accelerator such as ``cuda``,
+    ``precision`` fp32, bf16, fp16 or int8 (see :meth:`Tagger.to`); an ONNX file runs on ONNX
+    Runtime's CPU as it was exported.
     """
 
     path: str
@@ -40,6 +42,7 @@ class PredictorSpec:
     compile: bool = False
     threads: int | None = None
     device: str | None = None
+    precision: str | None = None
 
     @property
     def is_onnx(self) -> bool:
@@ -50,6 +53,11 @@ class PredictorSpec:
         if self.is_onnx:
             if self.compile:
                 raise ConfigError(f"{self.path}: an ONNX model cannot be run under torch.compile")
+            if self.device not in (None, "cpu") or self.precision not in (None, "fp32"):
+                raise ConfigError(
+                    f"{self.path}: an ONNX model runs on ONNX Runtime's CPU as exported (for int8: "
+                    "tagsure export --quantize int8); drop --device/--precision"
+                )
             from tagsure.serving.onnx_runtime import OnnxTagger
 
             onnx_tagger = OnnxTagger(self.path, threads=self.threads)
@@ -62,15 +70,7 @@ class PredictorSpec:
             torch.set_num_threads(self.threads)
         from tagsure.tagger import Tagger
 
-        tagger = Tagger.load(self.path, verify=self.verify)
-        if self.device and self.device != "cpu":
-            move = getattr(tagger, "to", None)
-            if move is None:  # Tagger has no device API yet (see docs/scale.md)
-                raise ConfigError(
-                    f"{self.path}: this tagsure version runs taggers on the CPU only; "
-                    "drop the device setting (or num_gpus) to tag on CPU workers"
-                )
-            tagger = move(self.device)
+        tagger = Tagger.load(self.path, self.verify, device=self.device, precision=self.precision)
         if self.compile:
             from tagsure.training.compiled import compile_tagger
 

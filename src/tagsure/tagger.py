@@ -25,7 +25,7 @@ from tagsure.data.conll import Corpus, Sentence
 from tagsure.data.devices import autocast, check_precision, move, resolve_device
 from tagsure.data.schemes import TagScheme, convert, to_spans
 from tagsure.data.text import Token, split_sentences
-from tagsure.errors import InputError
+from tagsure.errors import ConfigError, InputError
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.models.frame import TaggerFrame
 
@@ -168,7 +168,7 @@ class Tagger:
         self.model_scheme = model_scheme
         self.output_scheme = output_scheme
         self.metadata: dict[str, Any] = metadata or {}
-        self.precision = "fp32"  # of inference: fp32, or bf16/fp16 autocast (see :meth:`to`)
+        self.precision = "fp32"  # of inference: fp32, bf16/fp16 autocast or int8 (see :meth:`to`)
 
     @property
     def device(self) -> torch.device:
@@ -177,12 +177,26 @@ class Tagger:
     def to(self, device: str | torch.device | None = None, precision: str | None = None) -> Tagger:
         """Run on ``device`` (cpu, cuda, cuda:N, mps, auto), in ``precision``; returns self.
 
+        ``precision`` is fp32, bf16 or fp16 (autocast), or int8: the network's Linear and LSTM
+        layers dynamically quantised in memory, on the CPU only and for good (load the file
+        again for fp32).
+
         Example:
             >>> tagger.to("auto", precision="bf16")                   # doctest: +SKIP
         """
-        self.model.to(resolve_device(device))
-        if precision is not None:
-            self.precision = check_precision(precision)
+        target = resolve_device(device)
+        wanted = self.precision if precision is None else check_precision(precision, True)
+        if "int8" in (wanted, self.precision):
+            if target.type != "cpu":
+                raise ConfigError(f"precision int8 runs on the CPU only, not {target}; use bf16")
+            if wanted != "int8":
+                raise ConfigError(f"this tagger is quantised to int8; load it again for {wanted}")
+        self.model.to(target)
+        if wanted == "int8" and self.precision != "int8":
+            from tagsure.models.quantize import quantize_int8
+
+            self.model = quantize_int8(self.model.eval())  # type: ignore[assignment]
+        self.precision = wanted
         return self
 
     def _emissions(self, batch: Any) -> torch.Tensor:
@@ -345,7 +359,8 @@ class Tagger:
         (elsewhere within ``fingerprint.CROSS_PLATFORM_TOLERANCE``, or the ``tolerance`` given:
         max absolute difference), else :class:`ModelFileError` says what differs. The check runs
         on the CPU in fp32, where the file was saved; then the tagger moves to ``device`` (see
-        :meth:`to`), where scores agree within that tolerance, not bit for bit.
+        :meth:`to`), where scores agree within that tolerance, not bit for bit. ``precision``
+        int8 quantises the verified fp32 network in memory (the file stays fp32).
         """
         from tagsure.storage.model_file import load_tagger
 

@@ -30,6 +30,14 @@ class Placement:
     device: str = "cpu"
     precision: str = "fp32"
 
+    def checked(self) -> Placement:
+        """Itself, once its device exists here and its precision can predict."""
+        from tagsure.data.devices import check_precision, resolve_device
+
+        resolve_device(self.device)
+        check_precision(self.precision, inference=True)
+        return self
+
 
 @dataclass(frozen=True)
 class StreamOptions:

@@ -123,35 +123,6 @@ def train(
         print(f"saved {out} (with {out.stem}.metrics.jsonl and {out.stem}.curve.png beside it)")
 
 
-def lm_train(
-    out: Path,
-    text: list[str],
-    conll: list[str],
-    settings: dict[str, Any],
-    checkpoint_dir: Path | None,
-    checkpoint_every: int,
-    resume_dir: Path | None,
-) -> None:
-    from tagsure.cli.progress import TqdmLMProgress
-    from tagsure.training.distributed import leave
-    from tagsure.training.lm_trainer import LMTrainConfig, resume_lm, train_lm
-
-    epochs = settings.pop("epochs")
-    first = int(os.environ.get("RANK", "0")) == 0  # one process of N shows progress and prints
-    progress = TqdmLMProgress() if first else None
-    if resume_dir is not None:
-        records = resume_lm(resume_dir, progress, epochs, out)
-    else:
-        config = LMTrainConfig(text=text, conll=conll, **settings)
-        config.epochs = epochs or config.epochs
-        records = train_lm(config, out, progress, checkpoint_dir, checkpoint_every)
-    leave()
-    if not first:
-        return
-    best = min(records, key=lambda r: r.holdout_bpc)
-    print(f"best held-out {best.holdout_bpc:.3f} bits per char (epoch {best.epoch}); saved {out}")
-
-
 def evaluate(
     model: Path,
     data: Path,
@@ -182,21 +153,23 @@ def evaluate_html(tagger: Tagger, model: Path, data: Path, html: Path) -> Any:
     return metrics
 
 
-def export(model: Path, out: Path, export_format: str) -> None:
+def export(model: Path, out: Path, export_format: str, quantize: str | None = None) -> None:
     if looks_like_onnx(model):
         raise CommandFailed(f"{model}: already an ONNX export; export its .tagsure file", 2)
+    if quantize is not None and export_format != "onnx":
+        raise CommandFailed(f"--quantize is for --format onnx, not {export_format}", 2)
     tagger = Tagger.load(model)
     if export_format == "onnx":
         from tagsure.storage.onnx_export import export_onnx
 
-        export_onnx(tagger, out)
+        export_onnx(tagger, out, quantize)
     elif export_format == "hf":
         from tagsure.interop.huggingface import export_hf  # written on another branch
 
         export_hf(tagger, out)
     else:
         raise CommandFailed(f"unknown export format {export_format!r}; use onnx or hf", 2)
-    print(f"exported {model} to {out} ({export_format})")
+    print(f"exported {model} to {out} ({', '.join(filter(None, [export_format, quantize]))})")
 
 
 def demo(out: Path, epochs: int = DEMO_EPOCHS, max_minutes: float = 0.0) -> None:
@@ -264,7 +237,7 @@ def verify(model: Path, data: Path | None, tolerance: float | None, device: str 
             f"{model}: the file has no fingerprint to verify"
             + ("; re-export it from its .tagsure file with this tagsure" if is_onnx else "")
         )
-    if is_onnx and tolerance is None:  # another runtime's kernels: never bit for bit
+    if is_onnx and tolerance is None and not tagger.quantized:  # fingerprinted in torch
         tolerance = fingerprint.CROSS_PLATFORM_TOLERANCE
     check = fingerprint.verify(tagger, stored, tolerance)
     tokens = sum(map(len, stored.sentences))

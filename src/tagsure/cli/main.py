@@ -13,13 +13,15 @@ from typing import Annotated
 
 import typer
 
-from tagsure.cli import arguments, serve
+from tagsure.cli import arguments, lm, serve
 from tagsure.cli.options import (
     CheckpointDir,
     CheckpointEvery,
     Device,
+    InferencePrecision,
     MaxMinutes,
     Precision,
+    Quantize,
     Resume,
 )
 from tagsure.cli.usage import one_line, usage_message
@@ -236,6 +238,8 @@ def predict(
     num_gpus: Annotated[
         float, typer.Option(min=0, help="With --engine ray: GPUs per actor (0: CPU actors).")
     ] = 0.0,
+    device: Device = "cpu",
+    precision: InferencePrecision = "fp32",
 ) -> None:
     """Tag raw text or a CoNLL file (or JSON lines, Parquet); streams in --batch-size rows."""
     from tagsure.cli import predicting
@@ -265,6 +269,7 @@ def predict(
         compile_model,
         onnx,
         arguments.StreamOptions(workers, batch_size, text_field, max_chars, progress),
+        arguments.Placement(device, precision),
     )
 
 
@@ -277,11 +282,12 @@ def export(
     export_format: Annotated[
         str, typer.Option("--format", help="onnx: one self-contained ONNX file; hf: a folder.")
     ] = "onnx",
+    quantize: Quantize = None,
 ) -> None:
     """Export a model for other runtimes: ONNX (ONNX Runtime, no tagsure file needed) or hf."""
     from tagsure.cli import commands
 
-    commands.export(model, out, export_format)
+    commands.export(model, out, export_format, quantize)
 
 
 @app.command()
@@ -394,72 +400,8 @@ def import_hf(
     commands.import_hf(directory, out)
 
 
-lm_app = typer.Typer(
-    help="Character language models for contextual string embeddings.",
-    rich_markup_mode=None,
-    invoke_without_command=True,
-)
-app.add_typer(lm_app, name="lm")
-lm_app.callback()(_help_without_command)
-
-
-@lm_app.command("train")
-def lm_train(
-    out: Annotated[Path, typer.Option(help="Where to write the LM (the best by held-out bpc).")],
-    text: Annotated[
-        list[Path] | None, typer.Option(exists=True, dir_okay=False, help="Raw UTF-8 text file(s).")
-    ] = None,
-    conll: Annotated[
-        list[Path] | None,
-        typer.Option(
-            exists=True, dir_okay=False, help="Tagged corpus file(s): one sentence per line."
-        ),
-    ] = None,
-    direction: Annotated[str, typer.Option(help="forward or backward.")] = "forward",
-    hidden_size: Annotated[int, typer.Option(min=1, help="LSTM hidden size.")] = 512,
-    epochs: Annotated[
-        int | None, typer.Option(min=1, help="Passes over the text (10; with --resume: in all).")
-    ] = None,
-    max_minutes: MaxMinutes = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Text streams read in parallel.")] = 64,
-    sequence_length: Annotated[int, typer.Option(min=1, help="Characters per TBPTT step.")] = 250,
-    seed: Annotated[int, typer.Option(help="Seed; the same seed repeats a CPU run.")] = 1,
-    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and LSTM output.")] = 0.1,
-    checkpoint_dir: CheckpointDir = None,
-    checkpoint_every: CheckpointEvery = 0,
-    resume: Resume = None,
-    nproc: Annotated[
-        int,
-        typer.Option(
-            help="Train data-parallel on N processes of this machine (torchrun); each reads "
-            "--batch-size streams of N x that many."
-        ),
-    ] = 1,
-) -> None:
-    """Train a character-level LSTM language model (forward or backward) on raw text."""
-    from tagsure.cli import commands
-
-    if nproc > 1 and not arguments.launched():
-        commands.launch(nproc, sys.argv[1:], resume or checkpoint_dir)
-        return
-    commands.lm_train(
-        out,
-        [str(p) for p in text or []],
-        [str(p) for p in conll or []],
-        {
-            "direction": direction,
-            "hidden_size": hidden_size,
-            "epochs": epochs,
-            "max_minutes": max_minutes,
-            "batch_size": batch_size,
-            "sequence_length": sequence_length,
-            "seed": seed,
-            "dropout": dropout,
-        },
-        checkpoint_dir,
-        checkpoint_every,
-        resume,
-    )
+app.add_typer(lm.lm_app, name="lm")
+lm.lm_app.callback()(_help_without_command)
 
 
 def main() -> None:

@@ -31,3 +31,16 @@ Device = Annotated[
 Precision = Annotated[
     str, typer.Option(help="fp32, or bf16/fp16 mixed precision (autocast; fp16 scales the loss).")
 ]
+# Options of the commands that only predict.
+InferencePrecision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="fp32; bf16/fp16 autocast; or int8: Linear/LSTM weights quantised in memory after "
+        "the fp32 file is verified (CPU only).",
+    ),
+]
+Quantize = Annotated[
+    str | None,
+    typer.Option(help="int8: an ONNX file with int8 weights, fingerprinted as quantised."),
+]

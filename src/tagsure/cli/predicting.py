@@ -30,10 +30,11 @@ def predict(
     compile_model: bool = False,
     onnx: bool = False,
     options: StreamOptions = StreamOptions(),
+    placement: Placement = Placement(),
 ) -> None:
     source = open_source(str(data), input_format)
     if source.format == "conll":
-        return predict_conll(model, source, output_format, out, compile_model, onnx)
+        return predict_conll(model, source, output_format, out, compile_model, onnx, placement)
     if options.workers < 1 or options.batch_size < 1:
         raise CommandFailed("--workers and --batch-size must be at least 1", 2)
     wanted = output_format or (
@@ -46,7 +47,8 @@ def predict(
     if not model.exists():
         raise ModelFileError(f"{model}: no such model file")
     threads = threads_per_worker(options.workers) if options.workers > 1 else None
-    spec = PredictorSpec(str(model), True if onnx else None, compile=compile_model, threads=threads)
+    device, precision = placement.checked().device, placement.precision
+    spec = PredictorSpec(str(model), onnx or None, True, compile_model, threads, device, precision)
     to_stdout = out is None or str(out) == "-"
     from tagsure.cli.progress import PredictProgress  # tqdm
 
@@ -78,6 +80,7 @@ def predict_conll(
     out: Path | None,
     compile_model: bool,
     onnx: bool,
+    placement: Placement = Placement(),
 ) -> None:
     """CoNLL sentences, as before streaming predict: a sentence per block, gold tags kept."""
     from tagsure.writers import OUTPUT_FORMATS, tag_file  # torch
@@ -85,7 +88,7 @@ def predict_conll(
     output_format = output_format or "conll"
     if output_format not in OUTPUT_FORMATS:
         raise CommandFailed(f"unknown output format {output_format!r}; use conll, jsonl or html", 2)
-    tagger = load_any_tagger(model, compile_model, onnx)
+    tagger = load_any_tagger(model, compile_model, onnx, placement=placement)
     with contextlib.ExitStack() as stack:
         data = source.path
         if data is None:  # the CoNLL reader wants a file: spool standard input, deleted after

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from tagsure.cli.options import Device, InferencePrecision
 from tagsure.serving.settings import ServeSettings, parse_size
 
 D = ServeSettings(model=Path())  # the defaults, shown in --help
@@ -61,6 +62,8 @@ def serve(
     grace: Annotated[
         float, typer.Option(help="Seconds SIGTERM waits for accepted requests.")
     ] = D.grace,
+    device: Device = D.device,
+    precision: InferencePrecision = D.precision,
 ) -> None:
     """Serve a tagger over HTTP: POST /predict, a page at /, /health, /info, /metrics."""
     from tagsure.serving import server
@@ -82,8 +85,10 @@ def serve(
         api_key=api_key or None,
         cors_origins=cors_origin or [],
         grace=grace,
+        device=device,
+        precision=precision,
     )
-    loaded = load_model(model, settings.torch_threads())  # refuses an unverified model
+    loaded = load_model(*settings.placed_model())  # refuses an unverified model
     print(
         f"tagsure: serving {model} ({loaded.architecture}, {loaded.verification}) on "
         f"http://{host}:{port}/",

@@ -19,6 +19,8 @@ import torch
 from tagsure.errors import ConfigError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Inference may also run int8: dynamically quantised Linear/LSTM weights (CPU only, no autocast).
+INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
 DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto"
 B = TypeVar("B")
 
@@ -56,9 +58,12 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+def check_precision(precision: str, inference: bool = False) -> str:
+    """``precision`` if training (or, with ``inference``, prediction) can run in it."""
+    allowed = INFERENCE_PRECISIONS if inference else tuple(PRECISIONS)
+    if precision not in allowed:
+        hint = "" if inference or precision != "int8" else " (int8 is for prediction only)"
+        raise ConfigError(f"precision {precision!r}: use one of {', '.join(allowed)}{hint}")
     return precision
 
 
@@ -75,8 +80,8 @@ def move(batch: B, device: torch.device) -> B:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision for a forward pass: none in fp32 (not even a disabled autocast)."""
-    if check_precision(precision) == "fp32":
+    """Mixed precision for a forward pass: none in fp32 or int8 (not even a disabled autocast)."""
+    if check_precision(precision, inference=True) in ("fp32", "int8"):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 

@@ -49,26 +49,36 @@ class LoadedModel:
         }
 
 
-def load_model(path: Path, threads: int) -> LoadedModel:
-    """The model at ``path``, verified; :class:`ModelNotServable` if it can't be trusted."""
+def load_model(
+    path: Path, threads: int, device: str = "cpu", precision: str = "fp32"
+) -> LoadedModel:
+    """The model at ``path``, verified (on the CPU in fp32), then placed on ``device`` in
+    ``precision`` (see ``Tagger.to``); :class:`ModelNotServable` if it can't be trusted."""
     torch.set_num_threads(threads)
     if not path.is_file():
         raise ModelNotServable(f"{path}: no such model file")
     if looks_like_onnx(path):
+        if (device, precision) != ("cpu", "fp32"):
+            raise ModelNotServable(
+                f"{path}: an ONNX model runs on ONNX Runtime's CPU as exported (for int8: "
+                "tagsure export --quantize int8); drop --device and --precision"
+            )
         return _load_onnx(path, threads)
-    return _load_tagsure(path)
+    return _load_tagsure(path, device, precision)
 
 
-def _load_tagsure(path: Path) -> LoadedModel:
+def _load_tagsure(path: Path, device: str, precision: str) -> LoadedModel:
     from tagsure import Tagger
     from tagsure.models import registry
 
-    tagger = Tagger.load(path, verify=True)  # ModelFileError on a fingerprint mismatch
+    # ModelFileError on a fingerprint mismatch; ConfigError on a device this machine lacks
+    tagger = Tagger.load(path, verify=True, device=device, precision=precision)
     stored = tagger.metadata.get("fingerprint")
     if stored is None:
         verification = "weights digest checked; the file stores no fingerprint to re-run"
     else:
         verification = "fingerprint re-run at load: identical tags, bit-identical emissions"
+    placed = {"device": str(tagger.device), "precision": tagger.precision}
     architecture = registry.architecture_of(tagger.model).name
     config = tagger.model.config
     return LoadedModel(
@@ -80,7 +90,11 @@ def _load_tagsure(path: Path) -> LoadedModel:
         fingerprint=getattr(stored, "emissions_sha256", None),
         verification=verification,
         split=SplitPolicy.for_model(architecture, config.to_dict()),
-        details={"model_config": config.to_dict(), "versions": tagger.metadata.get("versions")},
+        details={
+            "model_config": config.to_dict(),
+            "versions": tagger.metadata.get("versions"),
+            **placed,
+        },
     )
 
 

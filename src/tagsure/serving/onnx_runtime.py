@@ -29,6 +29,7 @@ from tagsure.layers.char_lm import pooled_by_word
 from tagsure.models import graph_inputs, registry
 from tagsure.storage import fingerprint
 from tagsure.storage.onnx_file import METADATA_KEY
+from tagsure.storage.onnx_quantize import runtime_platform
 from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger, decode_all
 
 
@@ -81,6 +82,15 @@ class OnnxTagger:
     @property
     def labels(self) -> list[str]:
         return self.vectorizer.labels
+
+    @property
+    def quantized(self) -> str | None:
+        """``int8`` for a quantised export (its fingerprint is the quantised graph's), else None."""
+        return self.document["onnx"].get("quantized")
+
+    @property
+    def platform(self) -> dict[str, str]:
+        return runtime_platform()
 
     def emissions_of(self, batch: Any, pooled: torch.Tensor | None = None) -> np.ndarray:
         """Emission scores (B, T, K) of one batch from the ONNX graph."""

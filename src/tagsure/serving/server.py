@@ -54,4 +54,4 @@ def worker_app():  # -> FastAPI; one per `--workers` process, loading the model 
 
     settings = ServeSettings.from_env(json.loads(os.environ[SETTINGS_ENV]))
     bound_malloc()
-    return create_app(settings, loader=lambda: load_model(settings.model, settings.torch_threads()))
+    return create_app(settings, loader=lambda: load_model(*settings.placed_model()))

@@ -34,12 +34,18 @@ class ServeSettings:
     api_key: str | None = None  # when set, /predict, /info and /metrics need the bearer key
     cors_origins: list[str] = field(default_factory=list)  # empty: no CORS headers at all
     grace: float = 30.0  # seconds SIGTERM waits for accepted requests to finish
+    device: str = "cpu"  # where each worker's model runs: cpu, cuda, cuda:N, mps or auto
+    precision: str = "fp32"  # its inference precision: fp32, bf16, fp16 or int8
 
     def torch_threads(self) -> int:
         """Threads per worker, so that workers × threads never exceeds the cores we may use."""
         if self.threads > 0:
             return self.threads
         return max(1, available_cores() // max(1, self.workers))
+
+    def placed_model(self) -> tuple[Path, int, str, str]:
+        """What ``load_model`` takes: the file, threads per worker, device and precision."""
+        return self.model, self.torch_threads(), self.device, self.precision
 
     def public(self) -> dict[str, Any]:
         """The settings as /info shows them: everything but the API key."""

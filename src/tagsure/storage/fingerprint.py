@@ -57,8 +57,13 @@ def current_platform(device: torch.device | str = "cpu") -> dict[str, str]:
     }
 
 
-def _device_of(tagger: Probed) -> torch.device:
-    return torch.device(getattr(tagger, "device", "cpu"))
+def platform_of(tagger: Probed) -> dict[str, str]:
+    """Where ``tagger`` computes: its own ``platform`` (an ONNX Runtime tagger has one), else
+    its torch device's."""
+    own = getattr(tagger, "platform", None)
+    if isinstance(own, dict):
+        return own
+    return current_platform(torch.device(getattr(tagger, "device", "cpu")))
 
 
 @dataclass
@@ -122,8 +127,7 @@ def choose_probe(sentences: Sequence[Sequence[str]], tokens: int = PROBE_TOKENS)
 def take(tagger: Probed, sentences: list[list[str]]) -> Fingerprint:
     """The fingerprint of ``tagger`` on ``sentences``, now."""
     emissions, tags = run_probe(tagger, sentences, "sentence")
-    where = current_platform(_device_of(tagger))
-    return Fingerprint(sentences, tags, digest(emissions), emissions, where)
+    return Fingerprint(sentences, tags, digest(emissions), emissions, platform_of(tagger))
 
 
 def verify(
@@ -131,7 +135,7 @@ def verify(
 ) -> Verification:
     """Re-run the probe: identical tags, emissions within ``tolerance`` (by default 0 on the
     saving platform, :data:`CROSS_PLATFORM_TOLERANCE` elsewhere)."""
-    same_platform = fingerprint.platform == current_platform(_device_of(tagger))
+    same_platform = fingerprint.platform == platform_of(tagger)
     if tolerance is None:
         tolerance = 0.0 if same_platform else CROSS_PLATFORM_TOLERANCE
     result = Verification(tolerance=tolerance, same_platform=same_platform)

@@ -333,6 +333,11 @@ def _inspect_onnx(path: Path) -> Inspection:
             "the emission scores; ONNX Runtime folds the emission layer into a MatMul)"
         )
         result.kind = "tagsure ONNX export (run it with `tagsure predict MODEL.onnx ...`)"
+        if quantized := (contents.document or {}).get("onnx", {}).get("quantized"):
+            result.extras["quantized"] = (
+                f"{quantized} (dynamic: int8 weights, activations quantised per batch; its "
+                "fingerprint is the quantised graph's)"
+            )
     else:
         result.kind = f"ONNX model ({contents.producer or 'unknown producer'}), not from tagsure"
     return result

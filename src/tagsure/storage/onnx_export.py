@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +24,9 @@ from tagsure.heads.crf import CRF, FORBIDDEN
 from tagsure.models import graph_inputs
 from tagsure.models.frame import TaggerFrame
 from tagsure.storage import fingerprint
+from tagsure.storage.atomic import atomic_path
 from tagsure.storage.onnx_file import METADATA_KEY
+from tagsure.storage.onnx_quantize import check_quantize, quantize_graph, quantized_fingerprint
 
 if TYPE_CHECKING:
     from tagsure.storage.model_file import TaggerLike
@@ -85,10 +89,40 @@ def example_inputs(tagger: TaggerLike) -> tuple[torch.Tensor, ...]:
     return tuple(graph_inputs.feeds(batch, names, texts, pooled).values())
 
 
-def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
-    """Write ``tagger`` to ``path`` as a self-contained ONNX model (see the module doc)."""
+def export_onnx(
+    tagger: TaggerLike, path: str | os.PathLike[str], quantize: str | None = None
+) -> None:
+    """Write ``tagger`` to ``path`` as a self-contained ONNX model (see the module doc),
+    atomically. ``quantize="int8"``: int8 weights, and a fingerprint taken on the quantised
+    graph in place of the fp32 one (see :mod:`tagsure.storage.onnx_quantize`)."""
     import onnx
 
+    check_quantize(quantize, tagger)
+    document = onnx_document(tagger)
+    with atomic_path(path) as tmp:
+        if quantize is None:
+            trace(tagger, tmp)
+        else:
+            with tempfile.TemporaryDirectory(prefix="tagsure-onnx-") as folder:
+                fp32 = Path(folder) / "fp32.onnx"
+                trace(tagger, fp32)
+                quantize_graph(fp32, tmp)
+            document.pop("fingerprint", None)
+            if taken := quantized_fingerprint(tagger, tmp):
+                document["fingerprint"] = taken
+            document["onnx"]["quantized"] = quantize
+        model = onnx.load(str(tmp))
+        del model.metadata_props[:]
+        entry = model.metadata_props.add()
+        entry.key = METADATA_KEY
+        entry.value = json.dumps(document, ensure_ascii=False, sort_keys=True)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+    logger.info("exported %s (%d bytes)", path, os.path.getsize(path))
+
+
+def trace(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
+    """The fp32 emission graph of ``tagger``, traced to ``path`` (no metadata yet)."""
     graph = EmissionGraph(tagger.model).eval()
     outputs = tagger.model.graph_output_names(tagger.model.config)
     with torch.no_grad(), warnings.catch_warnings(record=True) as said:
@@ -109,10 +143,3 @@ def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
         )
     for warning in said:
         logger.info("torch.onnx.export: %s", warning.message)
-    model = onnx.load(str(path))
-    entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = json.dumps(onnx_document(tagger), ensure_ascii=False, sort_keys=True)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    logger.info("exported %s (%d bytes)", path, os.path.getsize(path))

@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from tagsure.data.conll import load_corpus
+from tagsure.data.devices import resolve_device
 from tagsure.errors import InputError
 from tagsure.layers.char_lm import CharLanguageModel, CharLMConfig, build_dictionary
 from tagsure.storage.lm_file import save_lm
 from tagsure.training.config import LMTrainConfig
-from tagsure.training.distributed import SINGLE, World, join
+from tagsure.training.distributed import SINGLE, World, join, rank_device
 from tagsure.training.log import LMEpochRecord, format_lm_record
 from tagsure.training.resume_state import ResumeState, load_resume_state
 from tagsure.training.run import LoggingProgress, Run, RunProgress, Step
@@ -65,8 +66,10 @@ def train_lm(
     progress: RunProgress[LMEpochRecord] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
+    device: str | None = None,
 ) -> list[LMEpochRecord]:
     """Train an LM as ``config`` says; the best model by held-out bits per char goes to ``out``.
+    ``device`` (cpu, cuda, cuda:N, mps, auto) is where it trains.
 
     Example:
         >>> from tagsure.training.lm_trainer import LMTrainConfig, train_lm   # doctest: +SKIP
@@ -84,7 +87,7 @@ def train_lm(
         dropout=config.dropout,
     )
     lm, world = CharLanguageModel(lm_config), join(where=str(checkpoint_dir or ""))
-    run = _LMRun(config, lm, text, out, checkpoint_dir, checkpoint_every, world)
+    run = _LMRun(config, lm, text, out, checkpoint_dir, checkpoint_every, world, device)
     run.loop(progress or LoggingProgress(format_lm_record, logger))
     return run.history()
 
@@ -94,8 +97,9 @@ def resume_lm(
     progress: RunProgress[LMEpochRecord] | None = None,
     epochs: int | None = None,
     out: str | Path | None = None,
+    device: str | None = None,
 ) -> list[LMEpochRecord]:
-    """Continue the LM training run whose checkpoint is in ``checkpoint_dir``.
+    """Continue the LM training run whose checkpoint is in ``checkpoint_dir`` (on ``device``).
 
     With ``epochs``, the run goes on to that many epochs in all (to extend a finished run);
     with ``out``, the LM is written there instead of where the first run wrote it.
@@ -112,7 +116,7 @@ def resume_lm(
     world.check_resume(document.get("world_size", 1), config.batch_size, checkpoint_dir, "streams")
     every = document["checkpoint_every"]
     target = document["out"] if out is None else str(out)
-    run = _LMRun(config, lm, text, target, checkpoint_dir, every, world)
+    run = _LMRun(config, lm, text, target, checkpoint_dir, every, world, device)
     run.restore(checkpoint)
     run.loop(progress or LoggingProgress(format_lm_record, logger))
     return run.history()
@@ -142,8 +146,11 @@ class _LMRun(Run[int, LMEpochRecord]):
         checkpoint_dir: str | Path | None,
         checkpoint_every: int,
         world: World = SINGLE,
+        device: str | None = None,
     ) -> None:
         self.config, self.lm, self.out = config, lm, Path(out)
+        self.device = rank_device(resolve_device(device), world)  # the streams stay on the CPU
+        lm.to(self.device)
         self.world, self.writes = world, world.writes
         train_text, holdout_text = split_holdout(text, config.holdout)
         # batch_size streams per process, of batch_size x processes cut from the text (B, N)
@@ -171,7 +178,7 @@ class _LMRun(Run[int, LMEpochRecord]):
         """One optimizer step on the streams' ``index``-th window; its loss is in bits per char."""
         length, world = self.config.sequence_length, self.world
         world.seed_step(self.config.seed, self.state.steps)
-        window = self.streams[:, index * length : (index + 1) * length + 1]  # (B, S + 1)
+        window = self.streams[:, index * length : (index + 1) * length + 1].to(self.device)
         carried = (self.carried["h"], self.carried["c"]) if self.carried else None
         hidden, (h, c) = self.lm(window[:, :-1], carried)  # (B, S, H)
         self.carried = {"h": h.detach(), "c": c.detach()}
@@ -197,6 +204,7 @@ class _LMRun(Run[int, LMEpochRecord]):
 
     def restore(self, checkpoint: ResumeState) -> None:
         super().restore(checkpoint)
+        self.carried = {k: v.to(self.device) for k, v in self.carried.items()}
         if self.world.parallel:  # this rank's streams of the carried state
             self.carried = {
                 k: v[:, self.world.rows(v.size(1))].clone() for k, v in self.carried.items()
@@ -211,7 +219,7 @@ class _LMRun(Run[int, LMEpochRecord]):
         total, count, carried = 0.0, 0, None
         length = self.config.sequence_length
         for start in range(0, self.holdout.size(1) - 1, length):
-            window = self.holdout[:, start : start + length + 1]
+            window = self.holdout[:, start : start + length + 1].to(self.device)  # (B, S + 1)
             hidden, carried = self.lm(window[:, :-1], carried)
             logits = self.lm.logits(hidden)
             targets = window[:, 1:].flatten()

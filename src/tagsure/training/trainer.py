@@ -28,7 +28,7 @@ from tagsure.tagger import Tagger
 from tagsure.training.config import TrainConfig
 from tagsure.training.distributed import SINGLE, World, join, rank_device
 from tagsure.training.log import EpochRecord, format_record, plot_curve
-from tagsure.training.resume_state import load_resume_state
+from tagsure.training.resume_state import ResumeState, load_resume_state
 from tagsure.training.run import LoggingProgress, Run, RunProgress, Step
 from tagsure.training.schedule import apply_schedule
 from tagsure.training.setup import build_optimizer, prepare_model, read_corpora
@@ -220,7 +220,14 @@ class _Run(Run[np.ndarray, EpochRecord]):
             "model": describe(self.tagger),
             "probe": self.tagger.metadata.get("probe", []),
             "world_size": self.world.size,
+            "grad_scaler": self.scaler.state_dict() if self.scaler else None,  # fp16's loss scale
         }
+
+    def restore(self, checkpoint: ResumeState) -> None:
+        super().restore(checkpoint)
+        saved = checkpoint.document.get("grad_scaler")
+        if self.scaler is not None and saved:  # fp16 goes on from the loss scale it had reached
+            self.scaler.load_state_dict(saved)
 
     def epoch_batches(self) -> list[np.ndarray]:
         opt = self.config.training
