@@ -278,7 +278,9 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
     out = {}
     if "minilm-eager" in speed:
         if "plain-loop" in speed:
-            out["minilm_eager_vs_plain_loop"] = round(speed["minilm-eager"] / speed["plain-loop"], 2)
+            out["minilm_eager_vs_plain_loop"] = round(
+                speed["minilm-eager"] / speed["plain-loop"], 2
+            )
         if pipelines:
             out["minilm_eager_vs_best_pipeline"] = round(speed["minilm-eager"] / max(pipelines), 2)
         if "minilm-onnx" in speed:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from torch import nn
 from tagsure.heads.crf import CRF, FORBIDDEN
 from tagsure.models import graph_inputs
 from tagsure.models.frame import TaggerFrame
-from tagsure.storage import fingerprint
+from tagsure.storage import fingerprint, onnx_optimize
 from tagsure.storage.onnx_file import METADATA_KEY
 
 if TYPE_CHECKING:
@@ -91,7 +92,13 @@ def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
 
     graph = EmissionGraph(tagger.model).eval()
     outputs = tagger.model.graph_output_names(tagger.model.config)
-    with torch.no_grad(), warnings.catch_warnings(record=True) as said:
+    inputs = example_inputs(tagger)
+    fusion = onnx_optimize.fusion_shape(tagger.model)
+    with (
+        torch.no_grad(),
+        warnings.catch_warnings(record=True) as said,
+        onnx_optimize.eager_attention(tagger.model),  # what ONNX Runtime's fusions recognise
+    ):
         # The tracer's warnings are about shapes it cannot see ("batch_size other than 1 with
         # LSTM", Python booleans in attention masks, TorchScript's deprecation): every
         # architecture's export is checked against torch at mixed batch shapes in
@@ -99,7 +106,7 @@ def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
         warnings.simplefilter("always")
         torch.onnx.export(
             graph,
-            example_inputs(tagger),
+            inputs,
             str(path),
             input_names=graph.names,
             output_names=outputs,
@@ -115,4 +122,7 @@ def export_onnx(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
     entry.value = json.dumps(onnx_document(tagger), ensure_ascii=False, sort_keys=True)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    if fusion is not None:
+        feeds = {name: x.numpy() for name, x in zip(graph.names, inputs, strict=True)}
+        onnx_optimize.fuse(Path(path), fusion, feeds)
     logger.info("exported %s (%d bytes)", path, os.path.getsize(path))
