@@ -13,6 +13,7 @@ loads its model, tags the sentences once to warm up, then --repeats times; words
 tagged) is given for tagsure rows and the plain loop, whose tags are the argmax of each word's
 first subword, as tagsure's softmax head decodes. The pipeline is given the sentences as text
 (its tokens joined by spaces) and tuned over --pipeline-batch-sizes; its best row is marked.
+F1 means something only for a trained tagger: give one trained on CoNLL-2003 (docs/pretrained.md).
 Rows an installed tagsure does not support yet (bf16 or int8 loading, int8 export) say so
 instead of failing the run. Results: a table on stdout and benchmarks/results/speed.json.
 """
