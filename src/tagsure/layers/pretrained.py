@@ -23,7 +23,7 @@ from tagsure.layers.lookup import take_rows
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("first", "last", "mean", "first_last")
-EVAL_WINDOWS = 64  # windows per forward pass at prediction, to bound attention memory
+EVAL_WINDOWS = 32  # windows per forward pass at prediction (sorted: 32 ran ~1.15x faster than 64)
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 
 
