@@ -73,12 +73,16 @@ def load_tagger(path: str, precision: str | None = None) -> Any:
         raise Unsupported(f"precision={precision!r}: {err}") from None
 
 
-def onnx_tagger(path: str, work: str, quantize: str | None, threads: int) -> Any:
+def onnx_path(path: str, work: str, quantize: str | None) -> Path:
+    return Path(work) / f"{Path(path).stem}-{quantize or 'fp32'}.onnx"
+
+
+def export_row(path: str, work: str, quantize: str | None) -> None:
+    """Export ahead of the ONNX row, in a process of its own: the row's RSS is ONNX Runtime's."""
     from tagsure.errors import ConfigError
-    from tagsure.serving.onnx_runtime import OnnxTagger
     from tagsure.storage.onnx_export import export_onnx
 
-    out = Path(work) / f"model-{quantize or 'fp32'}.onnx"
+    out = onnx_path(path, work, quantize)
     try:
         if quantize:
             export_onnx(load_tagger(path), out, quantize=quantize)  # type: ignore[call-arg]
@@ -86,7 +90,12 @@ def onnx_tagger(path: str, work: str, quantize: str | None, threads: int) -> Any
             export_onnx(load_tagger(path), out)
     except (TypeError, ConfigError) as err:
         raise Unsupported(f"export quantize={quantize!r}: {err}") from None
-    return OnnxTagger(out, threads=threads)
+
+
+def onnx_tagger(path: str, work: str, quantize: str | None, threads: int) -> Any:
+    from tagsure.serving.onnx_runtime import OnnxTagger
+
+    return OnnxTagger(onnx_path(path, work, quantize), threads=threads)
 
 
 def tagsure_row(kind: str, path: str, work: str, threads: int) -> Callable[[Any], list]:
@@ -169,6 +178,9 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
     name = args.row
     if name.startswith("minilm-") or name.startswith("bilstm-"):
         model = args.minilm if name.startswith("minilm-") else args.bilstm_model
+        if args.export_only:
+            export_row(model, args.work, "int8" if name.endswith("-int8") else None)
+            return {"row": name, "exported": True}
         tag = tagsure_row(name.split("-", 1)[1], model, args.work, threads)
     elif name == "plain-loop":
         tag = plain_loop(args.hf_dir)
@@ -226,8 +238,11 @@ print(json.dumps({"row": "spacy-pipe", "words_per_s": round(words / statistics.m
 # -- the parent: one child per row, then the table ----------------------------------------------
 
 
-def child(args: argparse.Namespace, row: str, work: str, hf_dir: str) -> dict[str, Any]:
+def child(
+    args: argparse.Namespace, row: str, work: str, hf_dir: str, extra: list[str] | None = None
+) -> dict[str, Any]:
     command = [sys.executable, __file__, "--row", row, "--work", work, "--hf-dir", hf_dir]
+    command += extra or []
     for flag, value in (
         ("--minilm", args.minilm),
         ("--bilstm-model", args.bilstm_model),
@@ -303,6 +318,7 @@ def main() -> None:
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row, print JSON
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--hf-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--export-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
         try:
@@ -324,6 +340,12 @@ def main() -> None:
         if args.bilstm_model:
             rows += ["bilstm-eager", "bilstm-onnx"]
         for row in rows:
+            if "onnx" in row:
+                exported = child(args, row, work, hf_dir, ["--export-only"])
+                if "error" in exported:
+                    results.append(exported)
+                    print(table(results[-1:]).splitlines()[-1], flush=True)
+                    continue
             results.append(child(args, row, work, hf_dir))
             print(table(results[-1:]).splitlines()[-1], flush=True)
         if args.spacy_model:
