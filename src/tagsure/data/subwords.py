@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -218,7 +219,7 @@ class EncodedSubwords:
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
 
-    @property
+    @cached_property
     def batch_lengths(self) -> np.ndarray:
         """(N,) subwords of each sentence, specials of one window included: what its windows pad
         to, so prediction groups sentences by it (words are a poor proxy: "Reuters" is one
