@@ -55,7 +55,7 @@ def decode_all(
     tagger's one decode path."""
     tags: list[list[str]] = [[] for _ in range(len(data))]
     scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
-    for ids in bucketed_batches(data.lengths, batch_size):
+    for ids in bucketed_batches(data.batch_lengths, batch_size):
         path, chosen = decode(data.batch(ids))
         for row, i in enumerate(ids):
             n = int(data.lengths[i])
@@ -220,7 +220,7 @@ class Tagger:
         self._attach_features(data)
         out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         self.model.eval()
-        for ids in bucketed_batches(data.lengths, batch_size):
+        for ids in bucketed_batches(data.batch_lengths, batch_size):
             scores = self._emissions(data.batch(ids)).cpu()
             for row, i in enumerate(ids):
                 out[i] = scores[row, : data.lengths[i]].clone()

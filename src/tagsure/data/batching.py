@@ -123,6 +123,11 @@ class EncodedSentences:
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
 
+    @property
+    def batch_lengths(self) -> np.ndarray:
+        """(N,) what a batch pads to: words here (subwords for a subword encoding)."""
+        return self.lengths
+
     def batch(self, sentence_ids: Sequence[int] | np.ndarray) -> Batch:
         ids = np.asarray(sentence_ids, dtype=np.int64)
         lengths = self.lengths[ids]

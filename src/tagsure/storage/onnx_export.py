@@ -23,7 +23,7 @@ from torch import nn
 from tagsure.heads.crf import CRF, FORBIDDEN
 from tagsure.models import graph_inputs
 from tagsure.models.frame import TaggerFrame
-from tagsure.storage import fingerprint
+from tagsure.storage import fingerprint, onnx_optimize
 from tagsure.storage.atomic import atomic_path
 from tagsure.storage.onnx_file import METADATA_KEY
 from tagsure.storage.onnx_quantize import check_quantize, quantize_graph, quantized_fingerprint
@@ -125,7 +125,13 @@ def trace(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
     """The fp32 emission graph of ``tagger``, traced to ``path`` (no metadata yet)."""
     graph = EmissionGraph(tagger.model).eval()
     outputs = tagger.model.graph_output_names(tagger.model.config)
-    with torch.no_grad(), warnings.catch_warnings(record=True) as said:
+    inputs = example_inputs(tagger)
+    fusion = onnx_optimize.fusion_shape(tagger.model)
+    with (
+        torch.no_grad(),
+        warnings.catch_warnings(record=True) as said,
+        onnx_optimize.eager_attention(tagger.model),  # what ONNX Runtime's fusions recognise
+    ):
         # The tracer's warnings are about shapes it cannot see ("batch_size other than 1 with
         # LSTM", Python booleans in attention masks, TorchScript's deprecation): every
         # architecture's export is checked against torch at mixed batch shapes in
@@ -133,7 +139,7 @@ def trace(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
         warnings.simplefilter("always")
         torch.onnx.export(
             graph,
-            example_inputs(tagger),
+            inputs,
             str(path),
             input_names=graph.names,
             output_names=outputs,
@@ -143,3 +149,6 @@ def trace(tagger: TaggerLike, path: str | os.PathLike[str]) -> None:
         )
     for warning in said:
         logger.info("torch.onnx.export: %s", warning.message)
+    if fusion is not None:
+        feeds = {name: x.numpy() for name, x in zip(graph.names, inputs, strict=True)}
+        onnx_optimize.fuse(Path(path), fusion, feeds)

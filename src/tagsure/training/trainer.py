@@ -233,7 +233,7 @@ class _Run(Run[np.ndarray, EpochRecord]):
         opt = self.config.training
         rng = np.random.default_rng([opt.seed, self.state.epoch])
         if opt.group_by_length:  # global batches: each rank takes its shard of each in step()
-            return bucketed_batches(self.train_data.lengths, self.global_batch, rng)
+            return bucketed_batches(self.train_data.batch_lengths, self.global_batch, rng)
         return shuffled_batches(len(self.train_data), self.global_batch, rng)
 
     def step(self, ids: np.ndarray) -> Step:
@@ -244,7 +244,7 @@ class _Run(Run[np.ndarray, EpochRecord]):
         denominator = tokens if opt.loss_average == "token" else count  # of the global batch
         self.world.seed_step(opt.seed, self.state.steps)
         ids = self.world.shard(ids)  # this rank's sentences: all of them on one process
-        lengths = self.train_data.lengths[ids]
+        lengths = self.train_data.batch_lengths[ids]  # what pads: words, or subwords
         parts = split_by_padding(ids, lengths) if opt.split_by_length and len(ids) else [ids]
         self.optimizer.zero_grad(set_to_none=True)
         loss = 0.0
