@@ -193,6 +193,18 @@ def test_warmup_then_linear_decay() -> None:
     assert factors == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
 
 
+def test_a_pretrained_encoder_fine_tunes_with_its_own_defaults_unless_told() -> None:
+    # at the BiLSTM's learning rate (2e-3) MiniLM's weights were wrecked and dev F1 stayed 0.00
+    model = {"architecture": "pretrained", "pretrained": "unused"}
+    config = TrainConfig.from_dict({"model": model})
+    assert (config.training.learning_rate, config.training.warmup_fraction) == (5e-5, 0.1)
+    assert (config.training.batch_size, config.training.group_by_length) == (16, False)
+    told = TrainConfig.from_dict({"model": model, "training": {"learning_rate": 1e-4}})
+    assert (told.training.learning_rate, told.training.batch_size) == (1e-4, 16)
+    bilstm = TrainConfig.from_dict({})
+    assert (bilstm.training.learning_rate, bilstm.training.batch_size) == (2e-3, 32)
+
+
 def test_a_hub_name_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="never downloads.*local Hugging Face model directory"):
         local_model_dir("bert-base-cased")

@@ -18,6 +18,9 @@ class JsonConfig:
 
     settings_name: ClassVar[str] = "model"  # in error messages: "unknown BiLSTM settings"
     data_derived: ClassVar[tuple[str, ...]] = ()  # sized from the data, not set by users
+    # [training] defaults of this architecture where they differ from the BiLSTM's (a setting
+    # the user gives wins): e.g. a pretrained encoder fine-tunes at 5e-5, not 2e-3
+    training_defaults: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]

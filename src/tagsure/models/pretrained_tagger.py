@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,6 +34,17 @@ DATA_DERIVED = ("num_labels", "num_chars", "transformer")
 class PretrainedConfig(JsonConfig):
     settings_name = "pretrained-tagger"
     data_derived = DATA_DERIVED
+    # Hugging Face's fine-tuning recipe (see docs/pretrained.md): at the BiLSTM's 2e-3 the
+    # encoder's weights are wrecked in the first steps and dev F1 stays at 0
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "learning_rate": 5e-5,
+        "warmup_fraction": 0.1,
+        "head_learning_rate": 1e-3,
+        "clip_grad_norm": 1.0,
+        "batch_size": 16,
+        "group_by_length": False,
+        "loss_average": "token",
+    }
 
     num_labels: int
     transformer: dict[str, Any] = field(default_factory=dict)  # the HF config.json, as a dict

@@ -133,6 +133,10 @@ class TrainConfig:
                 raise ConfigError(
                     f"{source}: unknown [{name}] settings {bad}; known: {sorted(known)}"
                 )
+            if name == "training":  # the architecture's own defaults under the user's values
+                architecture = built["model"].get("architecture", registry.DEFAULT_KIND)
+                network = registry.by_kind(architecture).network
+                values = {**network.config_class.training_defaults, **values}
             built[name] = kind(**values)
         return cls(**built)
 
