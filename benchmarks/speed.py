@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,15 @@ class Unsupported(Exception):
 
 
 # -- rows (each runs in a child process) ------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started. Not ``ru_maxrss``: Linux keeps that across
+    ``exec``, so a row would report its parent's peak (the parent holds MiniLM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 def dev_sentences(limit: int) -> tuple[list[list[str]], list[list[str]]]:
@@ -201,7 +209,7 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         "repeats_s": [round(t, 3) for t in times],
         "load_s": round(load_s, 2),
         "threads": threads,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
     if not name.startswith("pipeline-"):
         result["dev_f1"] = f1(gold, tags)
@@ -209,7 +217,7 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
 
 
 SPACY_ROW = """
-import json, resource, statistics, sys, time
+import json, statistics, sys, time
 import spacy
 from spacy.tokens import Doc
 model, dev, limit, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -231,7 +239,8 @@ for _ in range(repeats):
 words = sum(map(len, sentences))
 print(json.dumps({"row": "spacy-pipe", "words_per_s": round(words / statistics.median(times), 1),
     "repeats_s": [round(t, 3) for t in times],
-    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    "peak_rss_mb": round(int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+        .split()[1]) / 1024, 1)}))
 """
 
 

@@ -68,6 +68,7 @@ def runtime_platform() -> dict[str, str]:
 
 def quantize_graph(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
     """Write ``source``'s graph with int8 weights (per channel) to ``target``."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # It advises, on the root logger, a shape pre-pass our graphs don't need (their shapes
@@ -82,6 +83,9 @@ def quantize_graph(source: str | os.PathLike[str], target: str | os.PathLike[str
             per_channel=True,
             reduce_range=True,  # 7-bit weights: see the module doc
             weight_type=QuantType.QInt8,
+            # ONNX's shape inference cannot type the outputs of ONNX Runtime's fused kernels
+            # (Attention, SkipLayerNorm in a fused encoder): they are float32, as all ours are
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
     finally:
         root.removeFilter(advice)
