@@ -81,3 +81,20 @@ def test_onnx_export_fuses_attention_and_restores_sdpa(tagger, tmp_path: Path) -
     for got, expected in zip(runtime.emissions(test), tagger.emissions(test), strict=True):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert runtime.tag(test)[0] == tagger.tag(test)[0]
+
+
+def test_a_fused_encoder_exports_to_int8_and_tags_like_fp32(tagger, tmp_path: Path) -> None:
+    # ONNX Runtime's quantizer could not type the fused kernels' outputs (a RuntimeError)
+    pytest.importorskip("onnxruntime.transformers.optimizer")
+    from tagsure.serving.onnx_runtime import OnnxTagger
+
+    path = tmp_path / "model-int8.onnx"
+    export_onnx(tagger, path, quantize="int8")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert ops & {"QAttention", "MatMulInteger", "DynamicQuantizeMatMul"}
+    runtime = OnnxTagger(path)
+    assert runtime.quantized == "int8"
+    test = sentences(100)
+    int8, fp32 = runtime.tag(test)[0], tagger.tag(test)[0]
+    same = sum(a == b for x, y in zip(int8, fp32, strict=True) for a, b in zip(x, y, strict=True))
+    assert same / sum(map(len, fp32)) > 0.9

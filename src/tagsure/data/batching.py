@@ -170,12 +170,29 @@ def bucketed_batches(
     are sorted by length, longest first.
     """
     if rng is None:
-        order = np.argsort(-lengths, kind="stable")
-    else:
-        order = np.lexsort((rng.random(len(lengths)), lengths))
+        return padded_budget_batches(lengths, batch_size)
+    order = np.lexsort((rng.random(len(lengths)), lengths))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+PREDICT_CELLS_PER_ROW = 64  # a prediction batch holds at most batch_size x 64 padded tokens
+
+
+def padded_budget_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Prediction batches, longest first: at most ``batch_size`` sentences and at most
+    ``batch_size * PREDICT_CELLS_PER_ROW`` padded tokens each, so that a few long inputs (whole
+    documents) are not padded to in a batch of short ones, nor run 256 at a time."""
+    order = np.argsort(-lengths, kind="stable")
+    budget = batch_size * PREDICT_CELLS_PER_ROW
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        size = max(1, min(batch_size, budget // longest))
+        batches.append(order[start : start + size])
+        start += size
     return batches
 
 
