@@ -118,7 +118,7 @@ def predict_ray(
 
     if out is None:
         raise CommandFailed("--engine ray writes a folder: give it with --out", 2)
-    written = predict_folder(
+    predict_folder(
         str(model),
         str(data),
         str(out),
@@ -130,7 +130,7 @@ def predict_ray(
         address=address,
         num_gpus=num_gpus,
     )
-    print(f"tagged {written} rows into {out}", file=sys.stderr)
+    print(f"tagged {data} into {out} (files part-NNNNNN-*, in input order)", file=sys.stderr)
 
 
 def load_any_tagger(
