@@ -36,6 +36,15 @@ TAGGERS = {
 }
 
 
+BILSTM_TRAINING = {
+    "warmup_fraction": 0.0,
+    "head_learning_rate": None,
+    "clip_grad_norm": 5.0,
+    "group_by_length": True,
+    "loss_average": "sentence",
+}
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A saved tiny tagger of each type (2 epochs on 300 bundled sentences), and ONNX files."""
@@ -56,7 +65,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 {
                     "data": {"train": str(train_path), "dev": str(dev_path)},
                     "model": model,
-                    "training": {"epochs": 3, "batch_size": 16, "learning_rate": 5e-3},
+                    # the trainer's general defaults, not the pretrained architecture's
+                    # fine-tuning recipe: a tiny random encoder learns from scratch here
+                    "training": {
+                        "epochs": 3,
+                        "batch_size": 16,
+                        "learning_rate": 5e-3,
+                        **BILSTM_TRAINING,
+                    },
                 }
             )
         else:
