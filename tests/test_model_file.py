@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import save_file
 
 from tagsure import Tagger, load_corpus
 from tagsure.errors import ModelFileError
-from tagsure.storage import model_file
+from tagsure.storage import fingerprint, model_file
 from tagsure.storage.document import read_safetensors_header
 from tests.helpers import BUNDLED, ensure_model_can_train_save_and_load, tiny_config, write_conll
 
@@ -199,3 +200,26 @@ def test_the_fingerprint_is_exact_whatever_thread_count_checks_it(tiny_model: Pa
         assert out == ["True", "True", "0.0", threads]
     stored = json.loads(read_safetensors_header(tiny_model)["__metadata__"]["tagsure"])
     assert stored["fingerprint"]["method"] == "sentence"
+
+
+def test_the_probe_runs_longest_first_and_gives_the_bits_of_input_order(tiny_model: Path) -> None:
+    # Longest first keeps MKL's buffer pool at one buffer (see fingerprint.run_probe); each
+    # sentence is its own forward pass, so the emissions and tags are those of input order.
+    tagger = Tagger.load(tiny_model, verify=False)
+    sentences = tagger.metadata["fingerprint"].sentences
+    assert sorted(sentences, key=len, reverse=True) != sentences  # the order matters here
+    seen: list[int] = []
+    emissions_of = tagger.emissions
+
+    def recording(batch: list[list[str]]) -> list[torch.Tensor]:
+        seen.append(len(batch[0]))
+        return emissions_of(batch)
+
+    tagger.emissions = recording  # type: ignore[method-assign]
+    emissions, tags = fingerprint.run_probe(tagger, sentences, "sentence")
+    assert seen == sorted(seen, reverse=True)
+    with fingerprint._native_kernels():
+        in_order = torch.cat([emissions_of([s])[0] for s in sentences])
+        tags_in_order = [tagger.tag([s])[0][0] for s in sentences]
+    assert torch.equal(emissions, in_order) and tags == tags_in_order
+    assert fingerprint.digest(emissions) == tagger.metadata["fingerprint"].emissions_sha256
