@@ -8,16 +8,16 @@ input, so that graph also takes ``lm_pooled`` and returns ``lm_features`` beside
 
 Importing this module imports no torch: ONNX Runtime feeds NumPy arrays (see
 :meth:`~tagsure.data.batching.EncodedSentences.arrays`), and a config may be the model file's
-``model_config`` dict. Only character LMs bring in torch (:mod:`tagsure.layers.char_lm`).
+``model_config`` dict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from tagsure.layers.char_lm import CharLMText
+from tagsure.data.batching import ArrayBatch
+from tagsure.layers.char_text import CharLMConfig, CharLMText, sentence_char_arrays
 
 EMISSIONS = "emissions"
 LM_FEATURES = "lm_features"  # (B, T, D) the LMs' word vectors, pooled taggers only
@@ -80,12 +80,7 @@ def dynamic_axes(names: Sequence[str]) -> dict[str, dict[int, str]]:
 
 def lm_texts(config: Any) -> list[CharLMText]:
     """What each of the config's character LMs reads (dictionary, direction), without weights."""
-    lms = _setting(config, "char_lms", [])
-    if not lms:
-        return []
-    from tagsure.layers.char_lm import CharLMConfig, CharLMText  # torch
-
-    return [CharLMText(CharLMConfig.from_dict(c)) for c in lms]
+    return [CharLMText(CharLMConfig.from_dict(c)) for c in _setting(config, "char_lms", [])]
 
 
 def feeds(
@@ -96,14 +91,14 @@ def feeds(
 ) -> dict[str, Any]:
     """The named tensors of ``batch``: its fields, plus the character-LM inputs built from its
     tokens, plus ``pooled_features`` (B, T, D) for a pooled tagger. Tensors for a torch batch;
-    for an :class:`~tagsure.data.batching.ArrayBatch`, its arrays (character-LM inputs and
-    pooled features as given)."""
+    for an :class:`~tagsure.data.batching.ArrayBatch`, NumPy arrays (``pooled_features`` as
+    given)."""
     out: dict[str, Any] = {}
-    lm_inputs = []
-    if texts:
-        from tagsure.layers.char_lm import sentence_chars  # torch
+    lm_inputs: list[tuple[Any, Any]] = [sentence_char_arrays(t, batch.tokens) for t in texts]
+    if texts and not isinstance(batch, ArrayBatch):
+        import torch
 
-        lm_inputs = [sentence_chars(text, batch.tokens) for text in texts]
+        lm_inputs = [(torch.from_numpy(i), torch.from_numpy(p)) for i, p in lm_inputs]
     for name in names:
         if name == LM_POOLED:
             if pooled_features is None:
@@ -112,7 +107,7 @@ def feeds(
         elif name.startswith("lm") and name.endswith(("_ids", "_positions")):
             index, field = name[2:].split("_", 1)
             inputs = lm_inputs[int(index)]
-            out[name] = inputs.ids if field == "ids" else inputs.positions
+            out[name] = inputs[0] if field == "ids" else inputs[1]
         else:
             out[name] = getattr(batch, name)
     return out

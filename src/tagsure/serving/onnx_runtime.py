@@ -4,9 +4,9 @@
 ``storage/onnx_export.py``), encodes and batches sentences exactly as :class:`Tagger` does,
 runs the emission graph in ONNX Runtime and decodes in NumPy. It offers ``tag``, ``predict``
 and ``evaluate`` like :class:`Tagger`, entity scores included (the same forward-backward
-marginals, in NumPy). Tagging imports no torch (batches are NumPy arrays, the vectorizer is read
-from the document without the torch network's class), except for a tagger with character LMs,
-whose text encoding and pooling are torch code; ``emissions`` and ``metadata`` return tensors.
+marginals, in NumPy). Tagging imports no torch: batches are NumPy arrays, the vectorizer is read
+from the document without the torch network's class, character-LM inputs and their pooling are
+NumPy. ``emissions`` and ``metadata`` return tensors, as :class:`Tagger`'s do (torch).
 
 Example:
     >>> tagger = OnnxTagger("model.onnx")                               # doctest: +SKIP
@@ -26,6 +26,7 @@ from tagsure.data.batching import Vectorizer, bucketed_batches
 from tagsure.data.schemes import TagScheme
 from tagsure.errors import ModelFileError
 from tagsure.heads.viterbi_numpy import crf_marginals, softmax_marginals, viterbi
+from tagsure.layers.char_text import pooled_by_word_arrays
 from tagsure.models import graph_inputs
 from tagsure.prediction import PREDICT_BATCH_SIZE, Predicts, decode_all
 from tagsure.storage.onnx_file import METADATA_KEY
@@ -131,19 +132,15 @@ class OnnxTagger(Predicts):
     def _pooled_features(self, data: Any) -> np.ndarray:
         """(tokens, D) pooled LM features of a whole input, as ``frozen_features`` computes
         them: every sentence's LM vectors from the graph, then their running mean per word."""
-        import torch
-
-        from tagsure.layers.char_lm import pooled_by_word
-
-        features = torch.empty(data.num_tokens, self.pooled_width)
+        features = np.empty((data.num_tokens, self.pooled_width), dtype=np.float32)
         for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
             batch = data.arrays(ids)
             zeros = np.zeros((*batch.mask.shape, self.pooled_width), dtype=np.float32)
             lm = self.session.run([graph_inputs.LM_FEATURES], self._feeds(batch, zeros))[0]
             for row, i in enumerate(ids):
                 start, n = int(data.offsets[i]), int(data.lengths[i])
-                features[start : start + n] = torch.from_numpy(lm[row, :n])
-        return pooled_by_word(features, data.type_ids).numpy()
+                features[start : start + n] = lm[row, :n]
+        return pooled_by_word_arrays(features, data.type_ids)
 
     def _batch_pooled(self, pooled: np.ndarray, data: Any, batch: Any) -> np.ndarray:
         """The rows of the input's pooled features that belong to ``batch``, padded (B, T, D)."""
