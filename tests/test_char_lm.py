@@ -20,6 +20,7 @@ from tagsure.layers.char_lm import (
     pooled_by_word,
     sentence_chars,
 )
+from tagsure.layers.char_text import pooled_by_word_arrays
 from tagsure.models.bilstm_crf import BiLSTMConfig, BiLSTMTagger
 from tagsure.storage import fingerprint
 from tagsure.storage.lm_file import load_lm
@@ -231,6 +232,8 @@ def test_pooled_mean_is_the_mean_over_earlier_occurrences_of_the_word() -> None:
     for i in range(60):
         earlier = [j for j in range(i + 1) if words[j] == words[i]]
         torch.testing.assert_close(pooled[i], features[earlier].mean(0))
+    # The NumPy pooling (ONNX Runtime's, without torch) gives the same bits.
+    assert np.array_equal(pooled_by_word_arrays(features.numpy(), words), pooled.numpy())
 
 
 def test_pooled_char_lm_tagger_reloads_exactly(tmp_path: Path) -> None:

@@ -118,6 +118,24 @@ def test_onnx_runtime_tags_equal_pytorch_on_wikiann(
         assert got.shape == expected.shape
         mask = batch.mask.numpy()
         np.testing.assert_allclose(got[mask], expected[mask], atol=1e-4, rtol=1e-4)
+    # A fresh process tags (and scores) the same with the .onnx file alone, and imports no torch.
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE_TAG, str(path), json.dumps(sentences[:20])],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    tags, scores = runtime.tag(sentences[:20], with_scores=True)
+    assert json.loads(done.stdout) == [tags, [s.tolist() for s in scores or []]]
+
+
+TORCH_FREE_TAG = """
+import json, sys
+from tagsure.serving.onnx_runtime import OnnxTagger
+tags, scores = OnnxTagger(sys.argv[1]).tag(json.loads(sys.argv[2]), with_scores=True)
+assert "torch" not in sys.modules, "torch was imported"
+print(json.dumps([tags, [s.tolist() for s in scores]]))
+"""
 
 
 def test_the_onnx_file_is_self_contained_and_dynamic(trained: dict, tmp_path: Path) -> None:

@@ -114,8 +114,8 @@ def test_onnx_predict_equals_the_torch_model(tiny_model: Path, tmp_path: Path) -
     assert code == 0, err
     code, from_torch, err, heavy = run_probe("predict", str(tiny_model), str(text))
     assert (code, "torch" in heavy) == (0, True), err
-    code, from_onnx, err, _ = run_probe("predict", str(onnx_path), str(text))
-    assert code == 0, err
+    code, from_onnx, err, heavy = run_probe("predict", str(onnx_path), str(text))
+    assert (code, "torch" in heavy) == (0, False), err
     rows, expected = (
         [json.loads(line) for line in out.splitlines()] for out in (from_onnx, from_torch)
     )
@@ -130,3 +130,45 @@ def _dev_sentences() -> list:
     from tagsure.data.conll import load_corpus
 
     return load_corpus(BUNDLED / "wikiann-en-dev.txt").sentences
+
+
+SENTENCE = "Angela Merkel met Emmanuel Macron in Paris to discuss the European Union."
+
+
+def test_onnx_predict_imports_no_torch(tiny_model: Path, tmp_path: Path) -> None:
+    """`tagsure predict MODEL.onnx`, raw text and CoNLL input, never imports torch, and tags
+    as the torch tagger does."""
+    from tagsure import Tagger, export_onnx
+
+    tagger = Tagger.load(tiny_model)
+    onnx_path, text, conll = tmp_path / "model.onnx", tmp_path / "one.txt", tmp_path / "one.conll"
+    export_onnx(tagger, onnx_path)
+    text.write_text(SENTENCE + "\n", encoding="utf-8")
+    sentence = [s.tokens for s in _dev_sentences()[:1]][0]
+    conll.write_text("".join(f"{token}\n" for token in sentence), encoding="utf-8")
+
+    code, out, err, heavy = run_probe("predict", str(onnx_path), str(text))
+    assert (code, "torch" in heavy) == (0, False), err
+    [row] = [json.loads(line) for line in out.splitlines()]
+    expected = tagger.predict(SENTENCE)
+    assert expected.entities
+    assert [e.pop("score") for e in row["entities"]] == pytest.approx(
+        [e.score for e in expected.entities], abs=1e-5
+    )
+    entities = [{k: v for k, v in e.to_dict().items() if k != "score"} for e in expected.entities]
+    assert row == {"text": SENTENCE, "entities": entities}
+
+    code, out, err, heavy = run_probe("predict", str(onnx_path), str(conll), "--input", "conll")
+    assert (code, "torch" in heavy) == (0, False), err
+    [tags] = tagger.tag([sentence])[0]
+    assert out.split() == [cell for pair in zip(sentence, tags, strict=True) for cell in pair]
+
+
+def test_onnx_tagger_reads_every_built_in_architecture_without_torch() -> None:
+    """The architectures whose vectorizers the ONNX tagger reads without their torch class are
+    the registry's, by name."""
+    from tagsure.models import registry
+    from tagsure.serving import onnx_runtime
+
+    names = {registry.by_kind(kind).name for kind in registry.kinds()}
+    assert names == {*onnx_runtime.WORD_ARCHITECTURES, *onnx_runtime.SUBWORD_ARCHITECTURES}

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from tagsure.data.schemes import TagScheme
     from tagsure.errors import ConfigError, InputError, ModelFileError, TagError, TagsureError
     from tagsure.evaluation.metrics import Metrics
+    from tagsure.prediction import Entity, Prediction
     from tagsure.serving.onnx_runtime import OnnxTagger
     from tagsure.storage.foreign import CheckpointError, CheckpointMismatchError, load_into
     from tagsure.storage.onnx_export import export_onnx
-    from tagsure.tagger import Entity, Prediction, Tagger
+    from tagsure.tagger import Tagger
     from tagsure.training.config import LMTrainConfig, TrainConfig
     from tagsure.training.lm_trainer import resume_lm, train_lm
     from tagsure.training.trainer import TrainResult, resume, train
@@ -52,8 +53,8 @@ _HOMES = {
     "CheckpointMismatchError": "tagsure.storage.foreign",
     "load_into": "tagsure.storage.foreign",
     "export_onnx": "tagsure.storage.onnx_export",
-    "Entity": "tagsure.tagger",
-    "Prediction": "tagsure.tagger",
+    "Entity": "tagsure.prediction",
+    "Prediction": "tagsure.prediction",
     "Tagger": "tagsure.tagger",
     "LMTrainConfig": "tagsure.training.config",
     "TrainConfig": "tagsure.training.config",

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tagsure.data.records import Unreadable, utf8_error
+from tagsure.defaults import MAX_CHARS
 
 if TYPE_CHECKING:  # types only: rows stay importable without torch
-    from tagsure.tagger import Entity
+    from tagsure.prediction import Entity
     from tagsure.writers import Predictor
 
 logger = logging.getLogger(__name__)
 
-MAX_CHARS = 100_000  # longer documents are refused per row: split them upstream
 # The entity struct, in the order Spark and Arrow columns list its fields.
 ENTITY_FIELDS: tuple[tuple[str, str], ...] = (
     ("label", "string"),

@@ -27,11 +27,11 @@ from typing import IO, Any, Protocol
 
 from tagsure.data.formats import InputFormat, sniff_format, sniff_lines
 from tagsure.data.records import Chunk, read_jsonl, read_parquet, read_text
+from tagsure.defaults import BATCH_SIZE  # noqa: F401 (importable here, as before)
 from tagsure.errors import ConfigError, InputError
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import MAX_CHARS, RowResult, entities_arrow_type, tag_texts
 
-BATCH_SIZE = 256  # rows per chunk: large enough to fill the tagger's batches, small in memory
 SNIFF_BYTES = 65536
 
 

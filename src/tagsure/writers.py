@@ -29,7 +29,7 @@ from typing import IO, Any, Literal, Protocol
 
 from tagsure.data.conll import Sentence, read_conll
 from tagsure.data.formats import InputFormat, column_format_of
-from tagsure.tagger import Prediction, chunked
+from tagsure.prediction import Prediction, chunked
 from tagsure.writers_html import html_predictions
 
 OutputFormat = Literal["conll", "jsonl", "html"]

@@ -35,7 +35,7 @@ from tagsure.data.records import Chunk
 from tagsure.data.schemes import Span, TagScheme, to_spans
 
 if TYPE_CHECKING:  # a type only: the HTML sink runs without torch
-    from tagsure.tagger import Prediction
+    from tagsure.prediction import Prediction
 
 # displaCy's colours for the usual types; any other label gets a pastel hue from its name.
 COLOURS = {

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from tagsure.defaults import BATCH_SIZE, MAX_CHARS
 from tagsure.errors import TagsureError
-from tagsure.rows import MAX_CHARS
-from tagsure.streaming import BATCH_SIZE
 
 DEMO_EPOCHS = 3  # ~30 s an epoch on 2 idle cores (5,500 tokens/s); test F1 about 74
 
@@ -31,7 +30,10 @@ class Placement:
     precision: str = "fp32"
 
     def checked(self) -> Placement:
-        """Itself, once its device exists here and its precision can predict."""
+        """Itself, once its device exists here and its precision can predict (the CPU in fp32
+        always can: no torch is imported to say so, so an ONNX model runs without it)."""
+        if self == Placement():
+            return self
         from tagsure.data.devices import check_precision, resolve_device
 
         resolve_device(self.device)

@@ -25,9 +25,8 @@ from tagsure.cli.options import (
     Resume,
 )
 from tagsure.cli.usage import one_line, usage_message
+from tagsure.defaults import BATCH_SIZE, MAX_CHARS
 from tagsure.errors import TagsureError
-from tagsure.rows import MAX_CHARS
-from tagsure.streaming import BATCH_SIZE
 from tagsure.version import __version__
 
 app = typer.Typer(

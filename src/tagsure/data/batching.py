@@ -3,6 +3,9 @@
 Sentences are stored flat (one array per feature plus offsets) so a corpus costs a few bytes per
 token. Each distinct surface form is a "type" whose characters are stored once; a batch runs the
 character encoder over its unique types only, not over every token.
+
+Encoding and batching are NumPy: torch is imported only when a torch :class:`Batch` is made, so
+ONNX Runtime (which takes :class:`ArrayBatch`, the same arrays by the same names) runs without it.
 """
 
 from __future__ import annotations
@@ -10,16 +13,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from tagsure.data.features import casing_class, normalise_word
 from tagsure.data.vocab import Vocabulary
 from tagsure.errors import InputError
 
 if TYPE_CHECKING:
+    import torch
+
     from tagsure.data.conll import Corpus
 
 MAX_WORD_CHARS = 30  # longer tokens (URLs, chemical names) keep their first 30 characters
@@ -41,6 +45,29 @@ class Batch:
     @property
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
+
+
+@dataclass
+class ArrayBatch:
+    """A batch as NumPy arrays named as the torch batch's tensors (``batch.mask``, ``batch.words``
+    ...): what an ONNX graph is fed, built without torch."""
+
+    arrays: dict[str, np.ndarray]  # (B, T), (U, L), (W, S) ... as the torch batch's fields
+    sentence_ids: np.ndarray  # (B,) positions of the sentences in the encoded input
+    tokens: list[list[str]] | None = None  # surface forms (character LMs read them)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["arrays"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def to_tensors(arrays: dict[str, np.ndarray | None]) -> dict[str, Any]:
+    """The same arrays as torch tensors (sharing memory); None stays None."""
+    import torch
+
+    return {k: None if v is None else torch.from_numpy(v) for k, v in arrays.items()}
 
 
 class Vectorizer:
@@ -81,6 +108,16 @@ class Vectorizer:
             Vocabulary.from_counts(chars),
             labels,
             lowercase,
+        )
+
+    @classmethod
+    def from_document(
+        cls, document: dict[str, Any], labels: Sequence[str], lowercase: bool
+    ) -> Vectorizer:
+        """The vectorizer a model file's (or ONNX export's) document describes."""
+        vocabularies = document["vocabularies"]
+        return cls(
+            Vocabulary(vocabularies["words"]), Vocabulary(vocabularies["chars"]), labels, lowercase
         )
 
     def encode(
@@ -128,34 +165,45 @@ class EncodedSentences:
         """(N,) what a batch pads to: words here (subwords for a subword encoding)."""
         return self.lengths
 
-    def batch(self, sentence_ids: Sequence[int] | np.ndarray) -> Batch:
+    def arrays(self, sentence_ids: Sequence[int] | np.ndarray) -> ArrayBatch:
+        """These sentences as one padded batch of NumPy arrays (no torch, no cached features)."""
         ids = np.asarray(sentence_ids, dtype=np.int64)
         lengths = self.lengths[ids]
         mask, flat = token_slots(self.offsets[ids], lengths, int(lengths.max()))
         chars, char_index = batch_chars(
             self.type_ids[flat][mask], mask, self.type_chars, self.type_lengths
         )
-        tags = None
-        if self.labels is not None:
-            tags = torch.from_numpy(np.where(mask, self.labels[flat], 0))
-        features = None
-        if self.features is not None:
-            features = self.features[torch.from_numpy(flat)] * torch.from_numpy(mask)[..., None]
         types = self.types
         tokens = [
             [types[t] for t in self.type_ids[start : start + n]]
             for start, n in zip(self.offsets[ids], lengths, strict=True)
         ]
+        arrays = {
+            "words": np.where(mask, self.words[flat], 0),
+            "cases": np.where(mask, self.cases[flat], 0),
+            "chars": chars,
+            "char_index": char_index,
+            "mask": mask,
+            "lengths": lengths,
+        }
+        if self.labels is not None:
+            arrays["tags"] = np.where(mask, self.labels[flat], 0)
+        return ArrayBatch(arrays, ids, tokens)
+
+    def batch(self, sentence_ids: Sequence[int] | np.ndarray) -> Batch:
+        import torch
+
+        array_batch = self.arrays(sentence_ids)
+        arrays = array_batch.arrays
+        features = None
+        if self.features is not None:
+            ids, mask = array_batch.sentence_ids, arrays["mask"]
+            _, flat = token_slots(self.offsets[ids], self.lengths[ids], mask.shape[1])
+            features = self.features[torch.from_numpy(flat)] * torch.from_numpy(mask)[..., None]
         return Batch(
-            words=torch.from_numpy(np.where(mask, self.words[flat], 0)),
-            cases=torch.from_numpy(np.where(mask, self.cases[flat], 0)),
-            chars=chars,
-            char_index=char_index,
-            mask=torch.from_numpy(mask),
-            lengths=torch.from_numpy(lengths),
-            tags=tags,
-            sentence_ids=ids,
-            tokens=tokens,
+            **to_tensors({"tags": None, **arrays}),
+            sentence_ids=array_batch.sentence_ids,
+            tokens=array_batch.tokens or [],
             features=features,
         )
 
@@ -294,11 +342,11 @@ def token_slots(
 
 def batch_chars(
     types: np.ndarray, mask: np.ndarray, type_chars: np.ndarray, type_lengths: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[np.ndarray, np.ndarray]:
     """The characters of a batch's unique types (U, L) and each token's row in them (B, T)."""
     unique_types, char_index = np.unique(types, return_inverse=True)
     char_width = max(int(type_lengths[unique_types].max()), 1)
     char_rows = np.zeros(mask.shape, dtype=np.int64)
     char_rows[mask] = char_index
     chars = np.ascontiguousarray(type_chars[unique_types, :char_width])
-    return torch.from_numpy(chars), torch.from_numpy(char_rows)
+    return chars, char_rows

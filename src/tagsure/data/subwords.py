@@ -15,21 +15,25 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from tagsure.data.batching import (
+    ArrayBatch,
     batch_chars,
     char_table,
     label_indices,
     sentence_offsets,
     surface_types,
+    to_tensors,
     token_slots,
 )
 from tagsure.data.vocab import Vocabulary
 from tagsure.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_WORD_PIECES = 32  # a pathological token (a URL, a hash) keeps its first 32 subwords
 
@@ -96,6 +100,17 @@ class SubwordVectorizer:
                 f"windows of {settings.max_length} subwords leave {self.content_length} for "
                 f"words; use max_subwords of at least {MAX_WORD_PIECES + 2}"
             )
+
+    @classmethod
+    def from_document(
+        cls, document: dict[str, Any], labels: Sequence[str], with_chars: bool
+    ) -> SubwordVectorizer:
+        """The vectorizer a model file's (or ONNX export's) document describes; ``with_chars``
+        when the model has a character encoder beside the subwords."""
+        subwords = dict(document["subwords"])
+        tokenizer_json = subwords.pop("tokenizer_json")
+        chars = Vocabulary(document["vocabularies"]["chars"]) if with_chars else None
+        return cls(tokenizer_json, SubwordSettings(**subwords), labels, chars)
 
     def word_pieces(self, words: Sequence[str]) -> list[list[int]]:
         """Subword ids of each word, tokenised as inside a pre-tokenised sentence."""
@@ -240,8 +255,14 @@ class EncodedSubwords:
         return self._windows[sentence]
 
     def batch(self, sentence_ids: Sequence[int] | np.ndarray) -> SubwordBatch:
-        """The windows of these sentences as one padded (W, S) array, and where each word's
+        """The windows of these sentences as one padded (W, S) tensor, and where each word's
         subwords sit in it (first, last, all), for the window that owns the word."""
+        array_batch = self.arrays(sentence_ids)
+        arrays = {"tags": None, "chars": None, "char_index": None, **array_batch.arrays}
+        return SubwordBatch(**to_tensors(arrays), sentence_ids=array_batch.sentence_ids)
+
+    def arrays(self, sentence_ids: Sequence[int] | np.ndarray) -> ArrayBatch:
+        """:meth:`batch` as NumPy arrays (no torch)."""
         ids = np.asarray(sentence_ids, dtype=np.int64)
         lengths = self.lengths[ids]
         B, T = len(ids), max(int(lengths.max()), 1)
@@ -289,23 +310,20 @@ class EncodedSubwords:
             piece_word[w, : len(slots)] = np.where(slots >= 0, slots, B * T)
         first, last = window * S + first, window * S + last  # flat positions in (W * S)
         mask, flat = token_slots(self.offsets[ids], lengths, T)
-        tags = None
+        arrays = {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "first": np.where(mask, first, 0),
+            "last": np.where(mask, last, 0),
+            "piece_word": piece_word,
+            "pieces": pieces_per_word,
+            "mask": mask,
+            "lengths": lengths,
+        }
         if self.labels is not None:
-            tags = torch.from_numpy(np.where(mask, self.labels[flat], 0))
-        batch = SubwordBatch(
-            input_ids=torch.from_numpy(input_ids),
-            attention_mask=torch.from_numpy(attention),
-            first=torch.from_numpy(np.where(mask, first, 0)),
-            last=torch.from_numpy(np.where(mask, last, 0)),
-            piece_word=torch.from_numpy(piece_word),
-            pieces=torch.from_numpy(pieces_per_word),
-            mask=torch.from_numpy(mask),
-            lengths=torch.from_numpy(lengths),
-            tags=tags,
-            sentence_ids=ids,
-        )
+            arrays["tags"] = np.where(mask, self.labels[flat], 0)
         if self.type_chars is not None and self.type_lengths is not None:
-            batch.chars, batch.char_index = batch_chars(
+            arrays["chars"], arrays["char_index"] = batch_chars(
                 self.type_ids[flat][mask], mask, self.type_chars, self.type_lengths
             )
-        return batch
+        return ArrayBatch(arrays, ids)

@@ -12,69 +12,26 @@ config, so loading a tagger never looks for the original LM files.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from tagsure.config_dict import JsonConfig
-from tagsure.errors import ConfigError
 from tagsure.layers.bilstm import run_lstm
 
-UNKNOWN = 0  # index of every character outside the dictionary, and of padding
-SENTENCE_START = "\n"  # what precedes a sentence, as a line break precedes it in training text
-SENTENCE_END = " "
-
-
-@dataclass
-class CharLMConfig(JsonConfig):
-    settings_name = "character-LM"
-
-    chars: list[str]  # the dictionary; index i + 1 is chars[i], 0 is unknown
-    direction: str = "forward"  # "forward" or "backward" (reads the text reversed)
-    embedding_dim: int = 100
-    hidden_size: int = 512
-    layers: int = 1
-    dropout: float = 0.1
-    training: dict[str, Any] = field(default_factory=dict)  # corpus, bits per char, time
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("forward", "backward"):
-            raise ConfigError(f"direction must be 'forward' or 'backward', not {self.direction!r}")
-
-    @property
-    def num_symbols(self) -> int:
-        return len(self.chars) + 1
-
-
-def build_dictionary(counts: Counter[str], max_chars: int = 300) -> list[str]:
-    """The ``max_chars`` most frequent characters (ties by code point), line break always in."""
-    ranked = sorted(counts, key=lambda c: (-counts[c], c))[:max_chars]
-    if SENTENCE_START not in ranked:
-        ranked = ranked[: max_chars - 1] + [SENTENCE_START]
-    return ranked
-
-
-class CharLMText:
-    """What a character LM reads, without its weights: its dictionary and direction.
-
-    Enough to turn sentences into the LM's input ids, e.g. to feed an exported ONNX graph.
-    """
-
-    def __init__(self, config: CharLMConfig) -> None:
-        self.config = config
-        self.index = {c: i + 1 for i, c in enumerate(config.chars)}
-
-    def encode_text(self, text: str) -> np.ndarray:
-        """Character indices of ``text`` in reading order (reversed for a backward model)."""
-        if self.config.direction == "backward":
-            text = text[::-1]
-        get = self.index.get
-        return np.fromiter((get(c, UNKNOWN) for c in text), dtype=np.int64, count=len(text))
+# The torch-free half (what an LM reads), importable from here as before.
+from tagsure.layers.char_text import (  # noqa: F401
+    SENTENCE_END,
+    SENTENCE_START,
+    UNKNOWN,
+    CharLMConfig,
+    CharLMText,
+    build_dictionary,
+    sentence_char_arrays,
+)
 
 
 class CharLanguageModel(nn.Module):
@@ -120,29 +77,9 @@ class SentenceChars:
 def sentence_chars(
     lm: CharLanguageModel | CharLMText, sentences: Sequence[Sequence[str]]
 ) -> SentenceChars:
-    """The text the LM reads for each sentence: start marker, words joined by spaces, end marker.
-
-    A forward model embeds a word by its state at the word's last character; a backward model
-    reads the same string reversed and embeds a word by its state at the word's first character.
-    """
-    backward = lm.config.direction == "backward"
-    texts, positions = [], []
-    for tokens in sentences:
-        text = SENTENCE_START + " ".join(tokens) + SENTENCE_END
-        starts = np.cumsum([len(SENTENCE_START)] + [len(t) + 1 for t in tokens])[:-1]
-        ends = starts + np.fromiter((len(t) for t in tokens), np.int64, count=len(tokens))
-        # forward: state after the last char; backward: the first char, in reversed coordinates
-        positions.append(len(text) - 1 - starts if backward else ends - 1)
-        texts.append(lm.encode_text(text))
-    width = max(len(t) for t in texts)
-    ids = np.full((len(texts), width), UNKNOWN, dtype=np.int64)
-    for row, encoded in enumerate(texts):
-        ids[row, : len(encoded)] = encoded
-    words = max(len(p) for p in positions)
-    gather = np.zeros((len(positions), words), dtype=np.int64)
-    for row, p in enumerate(positions):
-        gather[row, : len(p)] = p
-    return SentenceChars(torch.from_numpy(ids), torch.from_numpy(gather))
+    """:func:`~tagsure.layers.char_text.sentence_char_arrays` as tensors."""
+    ids, positions = sentence_char_arrays(lm, sentences)
+    return SentenceChars(torch.from_numpy(ids), torch.from_numpy(positions))
 
 
 class ContextualStringEmbeddings(nn.Module):

@@ -15,7 +15,6 @@ from torch import nn
 from tagsure.config_dict import JsonConfig
 from tagsure.data.batching import Vectorizer
 from tagsure.data.features import CASING_CLASSES
-from tagsure.data.vocab import Vocabulary
 from tagsure.errors import ConfigError
 from tagsure.layers.chars import CharCNN, CharLSTM, build_char_encoder
 from tagsure.layers.lookup import take_rows
@@ -128,10 +127,4 @@ class WordFeatureFrame(TaggerFrame):
     def vectorizer_from_document(
         cls, document: dict[str, Any], config: Any, labels: list[str]
     ) -> Vectorizer:
-        vocabularies = document["vocabularies"]
-        return Vectorizer(
-            Vocabulary(vocabularies["words"]),
-            Vocabulary(vocabularies["chars"]),
-            labels,
-            config.lowercase_words,
-        )
+        return Vectorizer.from_document(document, labels, config.lowercase_words)

@@ -5,16 +5,19 @@ A graph takes tensors only, so each network names the tensors it needs from its 
 exporter, ONNX Runtime (which has no torch network) and ``torch.compile``. Character LMs run
 inside the graph on ``lm{i}_ids``/``lm{i}_positions``; pooled LM embeddings average over a whole
 input, so that graph also takes ``lm_pooled`` and returns ``lm_features`` beside the emissions.
+
+Importing this module imports no torch: ONNX Runtime feeds NumPy arrays (see
+:meth:`~tagsure.data.batching.EncodedSentences.arrays`), and a config may be the model file's
+``model_config`` dict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-
-from tagsure.layers.char_lm import CharLMConfig, CharLMText, sentence_chars
+from tagsure.data.batching import ArrayBatch
+from tagsure.layers.char_text import CharLMConfig, CharLMText, sentence_char_arrays
 
 EMISSIONS = "emissions"
 LM_FEATURES = "lm_features"  # (B, T, D) the LMs' word vectors, pooled taggers only
@@ -45,13 +48,22 @@ def lm_input_names(index: int) -> tuple[str, str]:
     return f"lm{index}_ids", f"lm{index}_positions"
 
 
+def _setting(config: Any, name: str, default: Any) -> Any:
+    """A config's setting, the config being a config object or its ``to_dict()``."""
+    if isinstance(config, Mapping):
+        return config.get(name, default)
+    return getattr(config, name, default)
+
+
 def pooled(config: Any) -> bool:
-    return bool(getattr(config, "char_lms", [])) and config.char_lm_pooling != "none"
+    lms = _setting(config, "char_lms", [])
+    return bool(lms) and _setting(config, "char_lm_pooling", "none") != "none"
 
 
 def pooled_width(config: Any) -> int:
     """D of a pooled tagger's ``lm_pooled`` input (the LMs' hidden sizes); 0 if not pooled."""
-    return sum(int(c["hidden_size"]) for c in config.char_lms) if pooled(config) else 0
+    lms = _setting(config, "char_lms", [])
+    return sum(int(c["hidden_size"]) for c in lms) if pooled(config) else 0
 
 
 def dynamic_axes(names: Sequence[str]) -> dict[str, dict[int, str]]:
@@ -68,19 +80,25 @@ def dynamic_axes(names: Sequence[str]) -> dict[str, dict[int, str]]:
 
 def lm_texts(config: Any) -> list[CharLMText]:
     """What each of the config's character LMs reads (dictionary, direction), without weights."""
-    return [CharLMText(CharLMConfig.from_dict(c)) for c in getattr(config, "char_lms", [])]
+    return [CharLMText(CharLMConfig.from_dict(c)) for c in _setting(config, "char_lms", [])]
 
 
 def feeds(
     batch: Any,
     names: Sequence[str],
     texts: Sequence[CharLMText] = (),
-    pooled_features: torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
+    pooled_features: Any = None,
+) -> dict[str, Any]:
     """The named tensors of ``batch``: its fields, plus the character-LM inputs built from its
-    tokens, plus ``pooled_features`` (B, T, D) for a pooled tagger."""
-    out: dict[str, torch.Tensor] = {}
-    lm_inputs = [sentence_chars(text, batch.tokens) for text in texts]
+    tokens, plus ``pooled_features`` (B, T, D) for a pooled tagger. Tensors for a torch batch;
+    for an :class:`~tagsure.data.batching.ArrayBatch`, NumPy arrays (``pooled_features`` as
+    given)."""
+    out: dict[str, Any] = {}
+    lm_inputs: list[tuple[Any, Any]] = [sentence_char_arrays(t, batch.tokens) for t in texts]
+    if texts and not isinstance(batch, ArrayBatch):
+        import torch
+
+        lm_inputs = [(torch.from_numpy(i), torch.from_numpy(p)) for i, p in lm_inputs]
     for name in names:
         if name == LM_POOLED:
             if pooled_features is None:
@@ -89,7 +107,7 @@ def feeds(
         elif name.startswith("lm") and name.endswith(("_ids", "_positions")):
             index, field = name[2:].split("_", 1)
             inputs = lm_inputs[int(index)]
-            out[name] = inputs.ids if field == "ids" else inputs.positions
+            out[name] = inputs[0] if field == "ids" else inputs[1]
         else:
             out[name] = getattr(batch, name)
     return out

@@ -195,9 +195,4 @@ class PretrainedTagger(TaggerFrame):
     def vectorizer_from_document(
         cls, document: dict[str, Any], config: PretrainedConfig, labels: list[str]
     ) -> SubwordVectorizer:
-        subwords = dict(document["subwords"])
-        tokenizer_json = subwords.pop("tokenizer_json")
-        chars = None
-        if config.char_encoder != "none":
-            chars = Vocabulary(document["vocabularies"]["chars"])
-        return SubwordVectorizer(tokenizer_json, SubwordSettings(**subwords), labels, chars)
+        return SubwordVectorizer.from_document(document, labels, config.char_encoder != "none")

@@ -4,7 +4,9 @@
 ``storage/onnx_export.py``), encodes and batches sentences exactly as :class:`Tagger` does,
 runs the emission graph in ONNX Runtime and decodes in NumPy. It offers ``tag``, ``predict``
 and ``evaluate`` like :class:`Tagger`, entity scores included (the same forward-backward
-marginals, in NumPy).
+marginals, in NumPy). Tagging imports no torch: batches are NumPy arrays, the vectorizer is read
+from the document without the torch network's class, character-LM inputs and their pooling are
+NumPy. ``emissions`` and ``metadata`` return tensors, as :class:`Tagger`'s do (torch).
 
 Example:
     >>> tagger = OnnxTagger("model.onnx")                               # doctest: +SKIP
@@ -16,30 +18,55 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from tagsure.data.batching import bucketed_batches
+from tagsure.data.batching import Vectorizer, bucketed_batches
 from tagsure.data.schemes import TagScheme
 from tagsure.errors import ModelFileError
 from tagsure.heads.viterbi_numpy import crf_marginals, softmax_marginals, viterbi
-from tagsure.layers.char_lm import pooled_by_word
-from tagsure.models import graph_inputs, registry
-from tagsure.storage import fingerprint
+from tagsure.layers.char_text import pooled_by_word_arrays
+from tagsure.models import graph_inputs
+from tagsure.prediction import PREDICT_BATCH_SIZE, Predicts, decode_all
 from tagsure.storage.onnx_file import METADATA_KEY
-from tagsure.storage.onnx_quantize import runtime_platform
-from tagsure.tagger import PREDICT_BATCH_SIZE, Tagger, decode_all
+
+if TYPE_CHECKING:
+    import torch
 
 # Sentences per graph run for a transformer encoder: ONNX Runtime runs a whole batch's windows at
 # once, and small batches of sentences of similar subword length pad, and attend, least
 # (MiniLM-L6, 1,500 CoNLL-2003 dev sentences, one thread: 32 a run gave 1.17x the words/s of
 # 64 and 1.10x those of 16).
 SUBWORD_GRAPH_BATCH = 32
+# Architectures whose vectorizer this module reads from the document without their torch class
+# (tests check these against the registry); any other goes through the registry (torch).
+WORD_ARCHITECTURES = ("tagsure.BiLSTMCRF.v1", "tagsure.Transformer.v1")
+SUBWORD_ARCHITECTURES = ("tagsure.PretrainedTransformer.v1",)
 
 
-class OnnxTagger:
+def vectorizer_of(document: dict[str, Any], path: Any) -> Any:
+    """The input vectorizer an exported model's document describes (Vectorizer or
+    SubwordVectorizer)."""
+    name, settings = str(document["architecture"]), document["model_config"]
+    labels = document["labels"]
+    if name in WORD_ARCHITECTURES:
+        return Vectorizer.from_document(document, labels, settings.get("lowercase_words", True))
+    if name in SUBWORD_ARCHITECTURES:
+        from tagsure.data.subwords import SubwordVectorizer
+
+        with_chars = settings.get("char_encoder", "none") != "none"
+        return SubwordVectorizer.from_document(document, labels, with_chars)
+    from tagsure.models import registry  # torch: the architectures are torch modules
+
+    architecture = registry.by_name(name)
+    if architecture is None:
+        raise ModelFileError(f"{path}: unknown architecture {name!r}; upgrade tagsure")
+    config = architecture.config_from_dict(settings)
+    return architecture.vectorizer_from_document(document, config, labels)
+
+
+class OnnxTagger(Predicts):
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         import onnxruntime
 
@@ -58,16 +85,9 @@ class OnnxTagger:
                 "`tagsure export --format onnx MODEL OUT.onnx`"
             )
         document = json.loads(metadata[METADATA_KEY])
-        architecture = registry.by_name(str(document["architecture"]))
-        if architecture is None:
-            raise ModelFileError(
-                f"{path}: unknown architecture {document['architecture']!r}; upgrade tagsure"
-            )
-        config = architecture.config_from_dict(document["model_config"])
         self.document = document
-        self.vectorizer = architecture.vectorizer_from_document(
-            document, config, document["labels"]
-        )
+        self.vectorizer = vectorizer_of(document, path)
+        config = document["model_config"]
         self.model_scheme = TagScheme(document["tag_scheme"])
         self.output_scheme = TagScheme(document["output_scheme"])
         decoder = document["onnx"]["decoder"]
@@ -79,10 +99,9 @@ class OnnxTagger:
                 np.asarray(decoder["end"], dtype=np.float32),
             )
 
-        # The exporter drops inputs the graph doesn't read (e.g. `last` with first-subword pooling)
-        used = {i.name for i in self.session.get_inputs()}
-        names = architecture.network.graph_input_names(config)
-        self.inputs = [n for n in names if n in used]
+        # The graph's own inputs: the exporter drops those it doesn't read (e.g. `last` with
+        # first-subword pooling)
+        self.inputs = [i.name for i in self.session.get_inputs()]
         self.lm_texts = graph_inputs.lm_texts(config)
         self.pooled_width = graph_inputs.pooled_width(config)
         self.graph_batch = SUBWORD_GRAPH_BATCH if "input_ids" in self.inputs else None
@@ -98,32 +117,34 @@ class OnnxTagger:
 
     @property
     def platform(self) -> dict[str, str]:
+        from tagsure.storage.onnx_quantize import runtime_platform  # torch
+
         return runtime_platform()
 
-    def emissions_of(self, batch: Any, pooled: torch.Tensor | None = None) -> np.ndarray:
-        """Emission scores (B, T, K) of one batch from the ONNX graph."""
+    def emissions_of(self, batch: Any, pooled: np.ndarray | None = None) -> np.ndarray:
+        """Emission scores (B, T, K) of one batch (torch or NumPy) from the ONNX graph."""
         return self.session.run([graph_inputs.EMISSIONS], self._feeds(batch, pooled))[0]
 
-    def _feeds(self, batch: Any, pooled: torch.Tensor | None) -> dict[str, np.ndarray]:
+    def _feeds(self, batch: Any, pooled: np.ndarray | None) -> dict[str, np.ndarray]:
         named = graph_inputs.feeds(batch, self.inputs, self.lm_texts, pooled)
-        return {name: tensor.numpy() for name, tensor in named.items()}
+        return {name: np.asarray(value) for name, value in named.items()}
 
-    def _pooled_features(self, data: Any) -> torch.Tensor:
+    def _pooled_features(self, data: Any) -> np.ndarray:
         """(tokens, D) pooled LM features of a whole input, as ``frozen_features`` computes
         them: every sentence's LM vectors from the graph, then their running mean per word."""
-        features = torch.empty(data.num_tokens, self.pooled_width)
+        features = np.empty((data.num_tokens, self.pooled_width), dtype=np.float32)
         for ids in bucketed_batches(data.lengths, PREDICT_BATCH_SIZE):
-            batch = data.batch(ids)
-            zeros = torch.zeros(*batch.mask.shape, self.pooled_width)
+            batch = data.arrays(ids)
+            zeros = np.zeros((*batch.mask.shape, self.pooled_width), dtype=np.float32)
             lm = self.session.run([graph_inputs.LM_FEATURES], self._feeds(batch, zeros))[0]
             for row, i in enumerate(ids):
                 start, n = int(data.offsets[i]), int(data.lengths[i])
-                features[start : start + n] = torch.from_numpy(lm[row, :n])
-        return pooled_by_word(features, data.type_ids)
+                features[start : start + n] = lm[row, :n]
+        return pooled_by_word_arrays(features, data.type_ids)
 
-    def _batch_pooled(self, pooled: torch.Tensor, data: Any, batch: Any) -> torch.Tensor:
+    def _batch_pooled(self, pooled: np.ndarray, data: Any, batch: Any) -> np.ndarray:
         """The rows of the input's pooled features that belong to ``batch``, padded (B, T, D)."""
-        out = torch.zeros(*batch.mask.shape, self.pooled_width)
+        out = np.zeros((*batch.mask.shape, self.pooled_width), dtype=np.float32)
         for row, i in enumerate(batch.sentence_ids):
             start, n = int(data.offsets[i]), int(data.lengths[i])
             out[row, :n] = pooled[start : start + n]
@@ -136,17 +157,23 @@ class OnnxTagger:
         found = {k: self.document.get(k, {}) for k in ("training", "metrics", "versions")}
         stored = self.document.get("fingerprint")
         if stored is not None:
+            import torch
+
+            from tagsure.storage import fingerprint
+
             emissions = torch.tensor(stored["emissions"], dtype=torch.float32)
             found["fingerprint"] = fingerprint.Fingerprint.from_json(stored, emissions)
         return found
 
     def emissions(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
         """Per-sentence (T, K) emission scores from the graph, in input order."""
+        import torch
+
         data = self.vectorizer.encode(sentences)
         pooled = self._pooled_features(data) if self.pooled_width else None
         out: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         for ids in bucketed_batches(data.batch_lengths, self.graph_batch or PREDICT_BATCH_SIZE):
-            batch = data.batch(ids)
+            batch = data.arrays(ids)
             batch_pooled = None if pooled is None else self._batch_pooled(pooled, data, batch)
             scores = self.emissions_of(batch, batch_pooled)
             for row, i in enumerate(ids):
@@ -175,7 +202,7 @@ class OnnxTagger:
 
         def decode(batch: Any) -> tuple[np.ndarray, np.ndarray | None]:
             batch_pooled = None if pooled is None else self._batch_pooled(pooled, data, batch)
-            emissions, mask = self.emissions_of(batch, batch_pooled), batch.mask.numpy()
+            emissions, mask = self.emissions_of(batch, batch_pooled), batch.mask
             path = self.decode(emissions, mask)  # (B, T)
             if not with_scores:
                 return path, None
@@ -185,8 +212,6 @@ class OnnxTagger:
         schemes = (self.model_scheme, self.output_scheme)
         if self.graph_batch is not None:
             batch_size = min(batch_size, self.graph_batch)
-        return decode_all(data, decode, self.labels, *schemes, with_scores, batch_size=batch_size)
+        return decode_all(data, decode, self.labels, *schemes, with_scores, batch_size, arrays=True)
 
-    # Raw text, entities and evaluation work as for the torch tagger, on top of ``tag``.
-    predict = Tagger.predict
-    evaluate = Tagger.evaluate
+    # Raw text, entities and evaluation (Predicts) work as for the torch tagger, on top of ``tag``.
