@@ -23,8 +23,8 @@ import torch
 from tagsure.data.batching import bucketed_batches
 from tagsure.data.conll import Corpus, Sentence
 from tagsure.data.devices import autocast, check_precision, move, resolve_device
-from tagsure.data.schemes import TagScheme, convert, to_spans
-from tagsure.data.text import Token, split_sentences
+from tagsure.data.schemes import OUTSIDE, Span, TagScheme, convert, to_spans
+from tagsure.data.text import split_offsets
 from tagsure.errors import ConfigError, InputError
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.models.frame import TaggerFrame
@@ -55,14 +55,35 @@ def decode_all(
     tagger's one decode path."""
     tags: list[list[str]] = [[] for _ in range(len(data))]
     scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
+    outside = labels.index(OUTSIDE) if OUTSIDE in labels else -1
     for ids in bucketed_batches(data.batch_lengths, batch_size):
         path, chosen = decode(data.batch(ids))
         for row, i in enumerate(ids):
             n = int(data.lengths[i])
-            tags[i] = convert([labels[j] for j in path[row, :n]], model_scheme, output_scheme)
+            tags[i] = convert_path(path[row, :n], labels, outside, model_scheme, output_scheme)
             if scores is not None and chosen is not None:
                 scores[i] = chosen[row, :n]
     return tags, scores
+
+
+def convert_path(
+    path: np.ndarray, labels: Sequence[str], outside: int, source: TagScheme, target: TagScheme
+) -> list[str]:
+    """``convert`` of a label-index path, run only over its stretches of non-``O`` tags: an
+    ``O`` closes any entity (see :func:`~tagsure.data.schemes.decode_spans`), so converting
+    each stretch on its own gives the same tags."""
+    tags = [labels[j] for j in path.tolist()]
+    if outside < 0:
+        return convert(tags, source, target)
+    inside = np.flatnonzero(path != outside)
+    if not len(inside):
+        return tags
+    breaks = np.flatnonzero(np.diff(inside) > 1) + 1
+    starts = np.concatenate(([inside[0]], inside[breaks])).tolist()
+    ends = (np.concatenate((inside[breaks - 1], [inside[-1]])) + 1).tolist()
+    for start, end in zip(starts, ends, strict=True):
+        tags[start:end] = convert(tags[start:end], source, target)
+    return tags
 
 
 @dataclass
@@ -107,39 +128,50 @@ def predict_items(
     tagger: Tags, items: Sequence[str | Sequence[str]], with_scores: bool, batch_size: int
 ) -> list[Prediction]:
     """One :class:`Prediction` per input: a raw string, or a list of tokens (see predict)."""
-    # Each input becomes one or more sentences; remember which, to merge them back.
+    # Each input becomes one or more sentences; remember which (and the token offsets of raw
+    # text), to merge them back.
     sentences: list[list[str]] = []
-    parts: list[list[tuple[int, list[Token] | None]]] = []
+    parts: list[list[tuple[int, list[int] | None, list[int] | None]]] = []
     for item in items:
-        pieces: list[tuple[int, list[Token] | None]] = []
+        pieces: list[tuple[int, list[int] | None, list[int] | None]] = []
         if isinstance(item, str):
-            for toks in split_sentences(item):
-                pieces.append((len(sentences), toks))
-                sentences.append([t.text for t in toks])
+            for words, starts, ends in split_offsets(item):
+                pieces.append((len(sentences), starts, ends))
+                sentences.append(words)
         elif len(item):
-            pieces.append((len(sentences), None))
+            pieces.append((len(sentences), None, None))
             sentences.append(list(item))
         parts.append(pieces)
     tags, scores = tagger.tag(sentences, with_scores, batch_size)
+    scheme = tagger.output_scheme
     results = []
     for item, pieces in zip(items, parts, strict=True):
-        prediction = Prediction([], [], [], [] if isinstance(item, str) else None)
-        for k, tokens in pieces:
-            for span in to_spans(tags[k], tagger.output_scheme):
+        raw = isinstance(item, str)
+        prediction = Prediction([], [], [], [] if raw else None)
+        for k, starts, ends in pieces:
+            sentence_tags = tags[k]
+            for span in entity_spans(sentence_tags, scheme):
                 score = float(scores[k][span.start : span.end].mean()) if scores else None
-                if tokens is not None:
-                    start, end = tokens[span.start].start, tokens[span.end - 1].end
+                if starts is not None and ends is not None:
+                    start, end = starts[span.start], ends[span.end - 1]
                     text = str(item)[start:end]
                 else:
                     start, end = span.start, span.end
                     text = " ".join(sentences[k][span.start : span.end])
                 prediction.entities.append(Entity(span.label, text, start, end, score))
             prediction.tokens.extend(sentences[k])
-            prediction.tags.extend(tags[k])
-            if tokens is not None and prediction.offsets is not None:
-                prediction.offsets.extend((t.start, t.end) for t in tokens)
+            prediction.tags.extend(sentence_tags)
+            if starts is not None and ends is not None and prediction.offsets is not None:
+                prediction.offsets.extend(zip(starts, ends, strict=True))
         results.append(prediction)
     return results
+
+
+def entity_spans(tags: list[str], scheme: TagScheme) -> list[Span]:
+    """``to_spans(tags, scheme)``, at no cost for a sentence of ``O`` tags only."""
+    if tags.count(OUTSIDE) == len(tags):
+        return []
+    return to_spans(tags, scheme)
 
 
 class Tagger:
