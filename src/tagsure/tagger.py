@@ -135,8 +135,8 @@ def predict_items(
     for item in items:
         pieces: list[tuple[int, list[int] | None, list[int] | None]] = []
         if isinstance(item, str):
-            for words, starts, ends in split_offsets(item):
-                pieces.append((len(sentences), starts, ends))
+            for words, first, last in split_offsets(item):
+                pieces.append((len(sentences), first, last))
                 sentences.append(words)
         elif len(item):
             pieces.append((len(sentences), None, None))
@@ -146,8 +146,7 @@ def predict_items(
     scheme = tagger.output_scheme
     results = []
     for item, pieces in zip(items, parts, strict=True):
-        raw = isinstance(item, str)
-        prediction = Prediction([], [], [], [] if raw else None)
+        prediction = Prediction([], [], [], [] if isinstance(item, str) else None)
         for k, starts, ends in pieces:
             sentence_tags = tags[k]
             for span in entity_spans(sentence_tags, scheme):
