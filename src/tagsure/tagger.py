@@ -69,21 +69,12 @@ def decode_all(
 def convert_path(
     path: np.ndarray, labels: Sequence[str], outside: int, source: TagScheme, target: TagScheme
 ) -> list[str]:
-    """``convert`` of a label-index path, run only over its stretches of non-``O`` tags: an
-    ``O`` closes any entity (see :func:`~tagsure.data.schemes.decode_spans`), so converting
-    each stretch on its own gives the same tags."""
-    tags = [labels[j] for j in path.tolist()]
-    if outside < 0:
-        return convert(tags, source, target)
-    inside = np.flatnonzero(path != outside)
-    if not len(inside):
+    """``convert`` of a label-index path; a path of ``O`` only (``outside``) is returned as is."""
+    ids = path.tolist()
+    tags = [labels[j] for j in ids]
+    if ids.count(outside) == len(ids):
         return tags
-    breaks = np.flatnonzero(np.diff(inside) > 1) + 1
-    starts = np.concatenate(([inside[0]], inside[breaks])).tolist()
-    ends = (np.concatenate((inside[breaks - 1], [inside[-1]])) + 1).tolist()
-    for start, end in zip(starts, ends, strict=True):
-        tags[start:end] = convert(tags[start:end], source, target)
-    return tags
+    return convert(tags, source, target)
 
 
 @dataclass
