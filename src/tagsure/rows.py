@@ -35,6 +35,10 @@ if TYPE_CHECKING:  # types only: rows stay importable without torch
 logger = logging.getLogger(__name__)
 
 MAX_CHARS = 100_000  # longer documents are refused per row: split them upstream
+# Documents per tagging call in the batch engines (CLI chunks, Ray batches, Spark UDF batches):
+# the tagger sorts a call's sentences by length, so a larger call pads less; at 1,024 raw
+# CoNLL-2003 documents a call cost ~22% less CPU per word than at 256 (docs/benchmarks.md).
+DOCUMENTS_PER_CALL = 1024
 # The entity struct, in the order Spark and Arrow columns list its fields.
 ENTITY_FIELDS: tuple[tuple[str, str], ...] = (
     ("label", "string"),

@@ -29,9 +29,15 @@ from tagsure.data.formats import InputFormat, sniff_format, sniff_lines
 from tagsure.data.records import Chunk, read_jsonl, read_parquet, read_text
 from tagsure.errors import ConfigError, InputError
 from tagsure.predictors import PredictorSpec
-from tagsure.rows import MAX_CHARS, RowResult, entities_arrow_type, tag_texts
+from tagsure.rows import (
+    DOCUMENTS_PER_CALL,
+    MAX_CHARS,
+    RowResult,
+    entities_arrow_type,
+    tag_texts,
+)
 
-BATCH_SIZE = 256  # rows per chunk: large enough to fill the tagger's batches, small in memory
+BATCH_SIZE = DOCUMENTS_PER_CALL  # rows per chunk: fills the tagger's batches, small in memory
 SNIFF_BYTES = 65536
 
 

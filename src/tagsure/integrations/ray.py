@@ -25,7 +25,7 @@ import numpy as np
 
 from tagsure.errors import ConfigError, InputError
 from tagsure.predictors import PredictorSpec
-from tagsure.rows import MAX_CHARS, RowResult, entities_arrow_type, tag_texts
+from tagsure.rows import DOCUMENTS_PER_CALL, MAX_CHARS, RowResult, entities_arrow_type, tag_texts
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def predict_folder(
     output_format: str | None = None,
     text_column: str = "text",
     concurrency: int = 1,
-    batch_size: int = 256,
+    batch_size: int = DOCUMENTS_PER_CALL,
     max_chars: int = MAX_CHARS,
     address: str | None = None,
     num_gpus: float = 0.0,

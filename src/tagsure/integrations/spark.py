@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from tagsure.predictors import PredictorSpec
-from tagsure.rows import ENTITIES_DDL, MAX_CHARS, tag_texts
+from tagsure.rows import DOCUMENTS_PER_CALL, ENTITIES_DDL, MAX_CHARS, tag_texts
 
 RESULT_DDL = f"struct<entities:{ENTITIES_DDL},error:string>"
-BATCH_SIZE = 256
+BATCH_SIZE = DOCUMENTS_PER_CALL
 
 
 def tagsure_udf(
