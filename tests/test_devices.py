@@ -103,3 +103,19 @@ def test_trained_on_the_gpu_loads_on_the_cpu_within_the_tolerance(
     assert cpu.tag(sentences)[0] == on_gpu
     again = Tagger.load(tmp_path / "gpu.tagsure", device="cuda")
     assert again.tag(sentences)[0] == on_gpu
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_lstm_runs_in_bf16_only_where_the_cpu_has_bf16_instructions(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tagsure.layers import bilstm
+
+    monkeypatch.setattr(bilstm, "native_bf16_cpu", lambda: native)
+    lstm, x = torch.nn.LSTM(4, 3, batch_first=True), torch.randn(2, 5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = bilstm.run_lstm(lstm, x)
+    assert out.dtype == (torch.bfloat16 if native else torch.float32)
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert bilstm.run_lstm(lstm, x)[0].dtype == torch.float32
+    assert torch.equal(bilstm.run_lstm(lstm, x)[0], lstm(x)[0])  # no autocast: the plain call

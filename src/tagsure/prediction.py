@@ -18,8 +18,8 @@ import numpy as np
 
 from tagsure.data.batching import bucketed_batches
 from tagsure.data.conll import Corpus, Sentence
-from tagsure.data.schemes import TagScheme, convert, to_spans
-from tagsure.data.text import Token, split_sentences
+from tagsure.data.schemes import OUTSIDE, Span, TagScheme, convert, to_spans
+from tagsure.data.text import split_offsets
 from tagsure.errors import InputError
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 
@@ -51,14 +51,33 @@ def decode_all(
     (:class:`~tagsure.data.batching.ArrayBatch`)."""
     tags: list[list[str]] = [[] for _ in range(len(data))]
     scores: list[np.ndarray] | None = [np.empty(0)] * len(data) if with_scores else None
+    outside = labels.index(OUTSIDE) if OUTSIDE in labels else -1
     for ids in bucketed_batches(data.batch_lengths, batch_size):
         path, chosen = decode(data.arrays(ids) if arrays else data.batch(ids))
         for row, i in enumerate(ids):
             n = int(data.lengths[i])
-            tags[i] = convert([labels[j] for j in path[row, :n]], model_scheme, output_scheme)
+            tags[i] = convert_path(path[row, :n], labels, outside, model_scheme, output_scheme)
             if scores is not None and chosen is not None:
                 scores[i] = chosen[row, :n]
     return tags, scores
+
+
+def convert_path(
+    path: np.ndarray, labels: Sequence[str], outside: int, source: TagScheme, target: TagScheme
+) -> list[str]:
+    """``convert`` of a label-index path; a path of ``O`` only (``outside``) is returned as is."""
+    ids = path.tolist()
+    tags = [labels[j] for j in ids]
+    if ids.count(outside) == len(ids):
+        return tags
+    return convert(tags, source, target)
+
+
+def entity_spans(tags: list[str], scheme: TagScheme) -> list[Span]:
+    """``to_spans(tags, scheme)``, at no cost for a sentence of ``O`` tags only."""
+    if tags.count(OUTSIDE) == len(tags):
+        return []
+    return to_spans(tags, scheme)
 
 
 @dataclass
@@ -103,37 +122,40 @@ def predict_items(
     tagger: Tags, items: Sequence[str | Sequence[str]], with_scores: bool, batch_size: int
 ) -> list[Prediction]:
     """One :class:`Prediction` per input: a raw string, or a list of tokens (see predict)."""
-    # Each input becomes one or more sentences; remember which, to merge them back.
+    # Each input becomes one or more sentences; remember which (and the token offsets of raw
+    # text), to merge them back.
     sentences: list[list[str]] = []
-    parts: list[list[tuple[int, list[Token] | None]]] = []
+    parts: list[list[tuple[int, list[int] | None, list[int] | None]]] = []
     for item in items:
-        pieces: list[tuple[int, list[Token] | None]] = []
+        pieces: list[tuple[int, list[int] | None, list[int] | None]] = []
         if isinstance(item, str):
-            for toks in split_sentences(item):
-                pieces.append((len(sentences), toks))
-                sentences.append([t.text for t in toks])
+            for words, first, last in split_offsets(item):
+                pieces.append((len(sentences), first, last))
+                sentences.append(words)
         elif len(item):
-            pieces.append((len(sentences), None))
+            pieces.append((len(sentences), None, None))
             sentences.append(list(item))
         parts.append(pieces)
     tags, scores = tagger.tag(sentences, with_scores, batch_size)
+    scheme = tagger.output_scheme
     results = []
     for item, pieces in zip(items, parts, strict=True):
         prediction = Prediction([], [], [], [] if isinstance(item, str) else None)
-        for k, tokens in pieces:
-            for span in to_spans(tags[k], tagger.output_scheme):
+        for k, starts, ends in pieces:
+            sentence_tags = tags[k]
+            for span in entity_spans(sentence_tags, scheme):
                 score = float(scores[k][span.start : span.end].mean()) if scores else None
-                if tokens is not None:
-                    start, end = tokens[span.start].start, tokens[span.end - 1].end
+                if starts is not None and ends is not None:
+                    start, end = starts[span.start], ends[span.end - 1]
                     text = str(item)[start:end]
                 else:
                     start, end = span.start, span.end
                     text = " ".join(sentences[k][span.start : span.end])
                 prediction.entities.append(Entity(span.label, text, start, end, score))
             prediction.tokens.extend(sentences[k])
-            prediction.tags.extend(tags[k])
-            if tokens is not None and prediction.offsets is not None:
-                prediction.offsets.extend((t.start, t.end) for t in tokens)
+            prediction.tags.extend(sentence_tags)
+            if starts is not None and ends is not None and prediction.offsets is not None:
+                prediction.offsets.extend(zip(starts, ends, strict=True))
         results.append(prediction)
     return results
 

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import fields, replace
 from typing import Any, TypeVar
 
@@ -65,6 +66,14 @@ def check_precision(precision: str, inference: bool = False) -> str:
         hint = "" if inference or precision != "int8" else " (int8 is for prediction only)"
         raise ConfigError(f"precision {precision!r}: use one of {', '.join(allowed)}{hint}")
     return precision
+
+
+@functools.cache
+def native_bf16_cpu() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (AVX-512 BF16 or AMX): there oneDNN's
+    bf16 kernels (matmul, LSTM) beat fp32; elsewhere they are emulated, and slower."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own checks
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def move(batch: B, device: torch.device) -> B:

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from tagsure.defaults import BATCH_SIZE
 from tagsure.predictors import PredictorSpec
 from tagsure.rows import ENTITIES_DDL, MAX_CHARS, tag_texts
 
 RESULT_DDL = f"struct<entities:{ENTITIES_DDL},error:string>"
-BATCH_SIZE = 256
 
 
 def tagsure_udf(

@@ -15,13 +15,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from tagsure.data.devices import native_bf16_cpu
+
 
 def run_lstm(lstm: nn.Module, x: Any, *state: Any) -> Any:
-    """``lstm(x, *state)``; under CPU autocast in fp32, as oneDNN has no bf16 LSTM on every
-    CPU (outside autocast: the plain call, so fp32 stays bit-identical)."""
+    """``lstm(x, *state)``. Under CPU autocast the LSTM runs in bf16 only where the CPU has bf16
+    instructions (oneDNN's bf16 LSTM is emulated, and several times slower, elsewhere), and in
+    fp32 otherwise; outside autocast it is the plain call, so fp32 stays bit-identical."""
     if torch.is_autocast_enabled("cpu") and not getattr(x, "is_cuda", False):
-        with torch.autocast("cpu", enabled=False):
-            return lstm(x.float(), *state)
+        if torch.get_autocast_dtype("cpu") != torch.bfloat16 or not native_bf16_cpu():
+            with torch.autocast("cpu", enabled=False):
+                return lstm(x.float(), *state)
     return lstm(x, *state)
 
 
