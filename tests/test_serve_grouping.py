@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tagsure import Tagger, load_corpus
-from tagsure.serving.grouping import grouped, length_groups
+from tagsure.serving.grouping import GROUP_RATIO, group_ratio, grouped, length_groups
 from tests.helpers import BUNDLED
 
 
@@ -40,7 +40,7 @@ def test_grouped_calls_once_per_group_and_keeps_the_input_order() -> None:
     assert calls == [[50, 49, 48, 45], [7, 6, 5, 4]]
 
 
-@pytest.mark.parametrize("ratio", [0.7, 0.99])
+@pytest.mark.parametrize("ratio", [0.4, 0.7, 0.99])
 def test_grouped_tagging_gives_the_answers_of_one_call(tiny_model: Path, ratio: float) -> None:
     tagger = Tagger.load(tiny_model)
     corpus = load_corpus(BUNDLED / "wikiann-en-test.txt").sentences[:120]
@@ -60,3 +60,10 @@ def test_grouped_tagging_gives_the_answers_of_one_call(tiny_model: Path, ratio: 
         assert [e.score for e in a.entities] == pytest.approx(
             [e.score for e in b.entities], abs=1e-6
         )
+
+
+def test_the_server_groups_by_the_networks_own_ratio(tiny_model: Path) -> None:
+    """A recurrent body takes fewer, more padded groups; a tagger without a torch network
+    (the ONNX one) the default."""
+    assert group_ratio(Tagger.load(tiny_model)) == 0.4  # the BiLSTM-CRF's
+    assert group_ratio(object()) == GROUP_RATIO == 0.7

@@ -115,7 +115,7 @@ def test_results_equal_tagger_predict(name: str, models: dict[str, Path]) -> Non
         info = httpx.get(url + "/info").json()
     assert info["model"]["runtime"] == ("onnxruntime" if name.endswith("-onnx") else "torch")
     assert info["model"]["labels"] == list(tagger.labels)
-    assert info["settings"]["max_batch_tokens"] == 2048
+    assert info["settings"]["max_batch_tokens"] == 8192
     assert "split into sentences" in info["long_inputs"]
     if not name.endswith("-onnx"):
         assert len(info["model"]["fingerprint_sha256"]) == 64

@@ -78,6 +78,10 @@ class TaggerFrame(nn.Module):
     config_class: ClassVar[type[Any]]  # the body's JsonConfig dataclass
     # What ``prepare`` needs in its Resources besides the corpus: "char_lms", "pretrained".
     resources: ClassVar[tuple[str, ...]] = ()
+    # How much shorter than the longest of its group a sentence may be when a server batch is
+    # cut into groups of similar length (serving/grouping.py): a recurrent body pays per call
+    # and per time step, so it takes fewer, more padded calls than a transformer does.
+    group_ratio: ClassVar[float] = 0.7
 
     def __init__(self, config: Any, constraints: Constraints | None = None) -> None:
         super().__init__()

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 import tagsure
 from tagsure.serving.batcher import Batcher, NotAccepting, QueueFull, Ticket
 from tagsure.serving.errors import ApiError, describe_validation, install
-from tagsure.serving.grouping import grouped
+from tagsure.serving.grouping import group_ratio, grouped
 from tagsure.serving.limits import PayloadLimit
 from tagsure.serving.loading import LoadedModel
 from tagsure.serving.metrics import Metrics, RequestMetrics
@@ -76,7 +76,7 @@ class ServerState:
             s.max_queue,
             on_batch=self.metrics.observe_batch,
             max_queue_seconds=s.max_queue_seconds,
-            predict_mixed=grouped(predict),
+            predict_mixed=grouped(predict, group_ratio(model.tagger)),
         )
         batcher.start()
         self.batcher, self.model = batcher, model

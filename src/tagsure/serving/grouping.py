@@ -6,8 +6,9 @@ mixed batch's cells were padding, and the BiLSTM-CRF ran at half speed. So :func
 the batch longest first and cuts it into runs whose shortest sentence is at least ``ratio`` of
 their longest (and at least ``min_group`` sentences, so a long tail of single sentences doesn't
 pay one call each), calls the model once per run, and puts the predictions back in input order.
-``ratio = 0.7`` measured fastest among 0.5, 0.7 and 2, 4, 8 equal parts (benchmarks/serve.py,
-docs/benchmarks.md).
+The ratio is the network's own (``group_ratio`` of models/frame.py): 0.7 for the transformers
+(padding costs them attention over every padded cell), 0.4 for the BiLSTM-CRF, which pays per
+call and per time step (docs/benchmarks.md); an ONNX tagger takes 0.7.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Predict = Callable[[list[list[str]]], list[Any]]
+GROUP_RATIO = 0.7
+
+
+def group_ratio(tagger: Any) -> float:
+    """The ratio of the tagger's network (its ``group_ratio``), or :data:`GROUP_RATIO`."""
+    return float(getattr(getattr(tagger, "model", None), "group_ratio", GROUP_RATIO))
 
 
 def length_groups(
-    lengths: Sequence[int], ratio: float = 0.7, min_group: int = 4
+    lengths: Sequence[int], ratio: float = GROUP_RATIO, min_group: int = 4
 ) -> list[list[int]]:
     """Indices of ``lengths`` as runs of similar length, longest first."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -32,7 +39,7 @@ def length_groups(
     return groups
 
 
-def grouped(predict: Predict, ratio: float = 0.7, min_group: int = 4) -> Predict:
+def grouped(predict: Predict, ratio: float = GROUP_RATIO, min_group: int = 4) -> Predict:
     """``predict`` run once per group of similar length; predictions in input order."""
 
     def run(sentences: list[list[str]]) -> list[Any]:

@@ -49,9 +49,12 @@ def run(settings: ServeSettings, model: LoadedModel) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def worker_app():  # -> FastAPI; one per `--workers` process, loading the model at start-up
+def worker_app():  # -> FastAPI; one per `--workers` process, with its own copy of the model
     from tagsure.serving.app import create_app
 
     settings = ServeSettings.from_env(json.loads(os.environ[SETTINGS_ENV]))
     bound_malloc()
-    return create_app(settings, loader=lambda: load_model(*settings.placed_model()))
+    # Loaded (and verified) before uvicorn lets this worker accept from the shared socket: a
+    # worker still loading would take requests off it and answer them 503 while its siblings
+    # are ready, and a health probe would see one worker's state as the server's.
+    return create_app(settings, load_model(*settings.placed_model()))
