@@ -1,7 +1,7 @@
 """Inputs of any length to the sentences the model tags, and their tags back to the input.
 
 A raw string is split into sentences and tokens exactly as :meth:`Tagger.predict` splits it
-(``tagsure.data.text.split_sentences``), each token keeping its character offsets into the
+(``tagsure.data.text.split_offsets``), each token keeping its character offsets into the
 string. The server tags the sentences of many requests together as token lists, then
 :func:`merge` maps every entity back to character offsets in its own input, so a document of
 any length comes back whole. What is cut further depends on the architecture
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tagsure.data.text import split_sentences
+from tagsure.data.text import split_offsets
 
 TRANSFORMER = "tagsure.Transformer.v1"
 PRETRAINED = "tagsure.PretrainedTransformer.v1"
@@ -68,12 +68,11 @@ def segment_text(text: str, policy: SplitPolicy) -> Segmented:
     sentences: list[list[str]] = []
     offsets: list[list[tuple[int, int]]] = []
     limit = policy.max_sentence_tokens
-    for tokens in split_sentences(text):
-        step = limit if limit > 0 else len(tokens)
-        for i in range(0, len(tokens), step):
-            piece = tokens[i : i + step]
-            sentences.append([t.text for t in piece])
-            offsets.append([(t.start, t.end) for t in piece])
+    for words, starts, ends in split_offsets(text):
+        step = limit if limit > 0 else len(words)
+        for i in range(0, len(words), step):
+            sentences.append(words[i : i + step])
+            offsets.append(list(zip(starts[i : i + step], ends[i : i + step], strict=True)))
     return Segmented(text, sentences, offsets)
 
 
