@@ -189,6 +189,7 @@ def run_row(row: str, model: Path, corpus: Path) -> dict:
         import torch
 
         from tagsure import Tagger
+        from tagsure.defaults import BATCH_SIZE
         from tagsure.tagger import chunked
 
         torch.set_num_threads(1 if row == "predict-1thread" else 2)
@@ -196,12 +197,13 @@ def run_row(row: str, model: Path, corpus: Path) -> dict:
         tagger.predict(texts[:20])
         t1 = time.perf_counter()
         entities = sum(
-            len(p.entities) for chunk in chunked(texts, 256) for p in tagger.predict(chunk)
+            len(p.entities) for chunk in chunked(texts, BATCH_SIZE) for p in tagger.predict(chunk)
         )
         return {"startup_s": t1 - t0, "tag_s": time.perf_counter() - t1, "entities": entities}
     if row.startswith("ray-"):
         import ray
 
+        from tagsure.defaults import BATCH_SIZE
         from tagsure.integrations.ray import TagsurePredictor
 
         actors = 1 if row == "ray-1actor" else 2
@@ -215,7 +217,7 @@ def run_row(row: str, model: Path, corpus: Path) -> dict:
                 fn_constructor_kwargs={"model": str(model), "threads": 2 // actors},
                 concurrency=actors,
                 num_cpus=2 // actors,
-                batch_size=256,
+                batch_size=BATCH_SIZE,
                 batch_format="pyarrow",
             )
             batches = dataset.select_columns(["entities"]).iter_batches(batch_format="pyarrow")
