@@ -31,6 +31,7 @@ from tagsure.serving.errors import ApiError, describe_validation, install
 from tagsure.serving.grouping import group_ratio, grouped
 from tagsure.serving.limits import PayloadLimit
 from tagsure.serving.loading import LoadedModel
+from tagsure.serving.memory import freeze_loaded
 from tagsure.serving.metrics import Metrics, RequestMetrics
 from tagsure.serving.schemas import (
     ErrorOut,
@@ -80,6 +81,7 @@ class ServerState:
         )
         batcher.start()
         self.batcher, self.model = batcher, model
+        freeze_loaded()
 
     def ready(self) -> tuple[LoadedModel, Batcher]:
         if self.stopping:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 
@@ -39,3 +40,11 @@ def bound_malloc() -> bool:
     if not done:
         logger.warning("mallopt refused a setting; resident memory may grow under load")
     return done
+
+
+def freeze_loaded() -> None:
+    """Move every object alive now (the loaded model, its vocabularies, the imported modules)
+    out of the garbage collector's reach (``gc.freeze``), so that a full collection under load
+    walks only what requests allocate instead of pausing the event loop over the model too."""
+    gc.collect()
+    gc.freeze()

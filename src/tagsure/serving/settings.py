@@ -3,7 +3,8 @@
 The batching defaults were chosen by measurement (benchmarks/serve.py, docs/benchmarks.md): at
 32 clients 8,192 tokens hold every waiting request (CoNLL-2003 documents of 1-20 sentences), and
 tagged 5-15 % more words/s than 2,048 (BiLSTM-CRF 13,000 and MiniLM 4,200 against 11,800 and
-3,600 on 2 cores); waiting a few milliseconds for company costs little beside a batch. The other limits bound what one client can ask of the server.
+3,600 on 2 cores); waiting a few milliseconds for company costs little beside a batch. The
+other limits bound what one client can ask of the server.
 """
 
 from __future__ import annotations
