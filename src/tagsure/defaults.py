@@ -4,7 +4,7 @@ the streaming code (or anything heavy)."""
 
 from __future__ import annotations
 
-# Documents per tagging call in the batch engines (CLI chunks, Ray batches, Spark UDF batches):
+# Documents per tagging call in the CLI's chunks and the Spark UDF's batches:
 # the tagger sorts a call's sentences by length, so a larger call pads less; at 1,024 raw
 # CoNLL-2003 documents a call cost ~22% less CPU per word than at 256 (docs/benchmarks.md).
 BATCH_SIZE = 1024
