@@ -96,3 +96,43 @@ def test_batched_decoding_equals_one_sentence_at_a_time() -> None:
     for b, n in enumerate(lengths):
         alone = crf.decode(emissions[b : b + 1, :n], mask[b : b + 1, :n])
         assert torch.equal(together[b, :n], alone[0])
+
+
+def log_space_marginals(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The textbook log-space forward-backward, as a float64 reference."""
+    trans, start, end = crf._scores()
+    steps, lengths = emissions.shape[1], mask.sum(dim=1)
+    alphas = [start + emissions[:, 0]]
+    for t in range(1, steps):
+        step = torch.logsumexp(alphas[-1].unsqueeze(2) + trans, dim=1) + emissions[:, t]
+        alphas.append(torch.where(mask[:, t : t + 1], step, alphas[-1]))
+    betas = [end.expand_as(alphas[0])] * steps
+    for t in range(steps - 2, -1, -1):
+        step = torch.logsumexp(trans + (emissions[:, t + 1] + betas[t + 1]).unsqueeze(1), dim=2)
+        betas[t] = torch.where((t + 1 < lengths).unsqueeze(1), step, end.expand_as(step))
+    both = torch.stack(alphas, dim=1) + torch.stack(betas, dim=1)
+    return torch.softmax(both, dim=2) * mask.unsqueeze(2)
+
+
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_float32_marginals_of_long_sentences_match_a_float64_reference(scale: float) -> None:
+    crf = random_crf(3, constrained=True)
+    torch.manual_seed(5)
+    lengths = torch.tensor([120, 117, 60, 33, 2, 1])
+    emissions = scale * torch.randn(len(lengths), 120, len(LABELS))
+    mask = torch.arange(120).unsqueeze(0) < lengths.unsqueeze(1)
+    got = crf.marginals(emissions, mask)
+    expected = log_space_marginals(crf.double(), emissions.double(), mask)
+    assert got.dtype == torch.float32
+    assert (got.double() - expected).abs().max() < 2e-6  # the float32 log-space one: ~1e-4
+
+
+def test_marginals_stay_finite_when_emissions_differ_by_hundreds() -> None:
+    crf = random_crf(1, constrained=True)
+    emissions = torch.zeros(2, 6, len(LABELS))
+    emissions[:, :, 2] = 400.0  # I-PER everywhere, which cannot start a sentence
+    emissions[1, 3] = -300.0
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    marginals = crf.marginals(emissions, mask)
+    assert torch.isfinite(marginals).all()
+    assert torch.allclose(marginals.sum(dim=2), torch.ones(2, 6))

@@ -289,3 +289,23 @@ def test_admission_refuses_work_the_model_cannot_start_in_time() -> None:
     with batcher.admitted(1):  # nothing ahead any more
         pass
     batcher.stop(5)
+
+
+def test_the_admission_rate_counts_the_time_a_batch_waited_for_the_model() -> None:
+    """A forward of 10 ms, but the model thread held up 0.3 s before it (the cores or the GIL
+    busy elsewhere): the rate admission plans with is the one the queue drained at."""
+
+    def quick(sentences: list[list[str]]) -> list[str]:
+        time.sleep(0.01)
+        return [" ".join(s) for s in sentences]
+
+    batcher = Batcher(quick, 10, 0, 100)
+    batcher.start()
+    batcher.submit([["w"] * 10]).future.result(5)  # the first batch is not measured
+    with batcher._condition:  # the model thread can't take the next batch while this is held
+        job = batcher.submit([["w"] * 10])
+        time.sleep(0.3)
+    job.future.result(5)
+    rate = batcher.tokens_per_second()
+    assert rate is not None and rate < 10 / 0.3 * 1.1  # not 10 / 0.01 = 1,000 tokens/s
+    batcher.stop(5)

@@ -49,22 +49,29 @@ def crf_marginals(
     start: np.ndarray,
     end: np.ndarray,
 ) -> np.ndarray:
-    """P(label at t | sentence) by forward-backward, as ``heads/crf.CRF.marginals``: (B, T, K),
-    rows summing to 1 on tokens and 0 on padding. Arguments as for :func:`viterbi`."""
+    """P(label at t | sentence) by the scaled forward-backward of ``heads/crf.CRF.marginals``:
+    (B, T, K), rows summing to 1 on tokens and 0 on padding. Arguments as for :func:`viterbi`."""
     emissions = emissions.astype(np.float32, copy=False)
     steps = emissions.shape[1]
-    alphas = [start + emissions[:, 0]]  # each (B, K)
+    weights = np.exp(transitions - transitions.max())  # (K from, K to)
+    ends = np.broadcast_to(np.exp(end - end.max()), emissions[:, 0].shape)
+    odds = np.exp(np.maximum(emissions - emissions.max(axis=2, keepdims=True), -80.0))
+    alphas = [_normalised(np.exp(start - start.max()) * odds[:, 0])]  # each (B, K)
     for t in range(1, steps):
-        step = _logsumexp(alphas[-1][:, :, None] + transitions, axis=1) + emissions[:, t]
+        step = _normalised((alphas[-1] @ weights) * odds[:, t])
         alphas.append(np.where(mask[:, t : t + 1], step, alphas[-1]))
     lengths = mask.sum(axis=1)
-    ends = np.broadcast_to(end, alphas[0].shape)
-    betas = [ends] * steps  # beta_t(i): the score of finishing from label i at t
+    betas = [ends] * steps  # beta_t(i): the weight of finishing from label i at t
     for t in range(steps - 2, -1, -1):
-        step = _logsumexp(transitions + (emissions[:, t + 1] + betas[t + 1])[:, None, :], axis=2)
+        step = _normalised((odds[:, t + 1] * betas[t + 1]) @ weights.T)
         betas[t] = np.where((t + 1 < lengths)[:, None], step, ends)
-    both = np.stack(alphas, axis=1) + np.stack(betas, axis=1)  # (B, T, K)
-    return np.exp(both - _logsumexp(both, axis=2, keepdims=True)) * mask[:, :, None]
+    both = np.stack(alphas, axis=1) * np.stack(betas, axis=1)  # (B, T, K)
+    return (_normalised(both) * mask[:, :, None]).astype(np.float32, copy=False)
+
+
+def _normalised(weights: np.ndarray) -> np.ndarray:
+    total = weights.sum(axis=-1, keepdims=True)
+    return weights / np.maximum(total, np.finfo(np.float32).tiny)
 
 
 def softmax_marginals(emissions: np.ndarray, mask: np.ndarray) -> np.ndarray:

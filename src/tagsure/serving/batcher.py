@@ -112,6 +112,7 @@ class Batcher:
         # until then admission is by count only.
         self._tokens_per_second = tokens_per_second
         self._batches = 0
+        self._last_end = 0.0  # when the last batch ended
         self._thread: threading.Thread | None = None
 
     # -- handler side ---------------------------------------------------------------------------
@@ -223,11 +224,19 @@ class Batcher:
                 self._condition.wait(left)
             return batch
 
-    def _done(self, tokens: int, seconds: float) -> None:
-        """The running batch is over: nothing runs now, and its speed updates the estimate."""
+    def _done(self, tokens: int, arrived: float) -> None:
+        """The running batch is over: nothing runs now, and its speed updates the estimate.
+
+        The speed is the tokens over the wall time the batch held the model, from the end of
+        the previous batch (or from its first request's arrival, if the model was idle then):
+        the gaps between batches count, so under contention for the cores and the GIL the
+        estimate falls with the speed the queue really drains at, not only the forward's."""
         with self._condition:
+            now = time.perf_counter()
             self._running_tokens = self._running_jobs = 0
             self._batches += 1
+            seconds = now - max(self._last_end, arrived)
+            self._last_end = now
             if tokens and seconds > 0 and self._batches > 1:
                 rate, measured = self._tokens_per_second, tokens / seconds
                 self._tokens_per_second = measured if rate is None else 0.8 * rate + 0.2 * measured
@@ -255,13 +264,14 @@ class Batcher:
             predictions = run(sentences) if sentences else []
         except Exception as err:  # a bug, or an input the model can't take: fail these jobs only
             logger.exception("tagging a batch of %d requests failed", len(jobs))
-            self._done(0, 0.0)
+            self._done(0, started)
             for job in jobs:
                 job.future.set_exception(err)
             return
         seconds = time.perf_counter() - started
         tokens = sum(job.tokens for job in jobs)
-        self._done(tokens, seconds)  # before any answer: a caller's next request sees it done
+        # before any answer: a caller's next request sees it done
+        self._done(tokens, min(job.enqueued for job in jobs))
         cursor = 0
         for job in jobs:
             n = len(job.sentences)
