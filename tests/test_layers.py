@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tagsure.layers.bilstm import BiLSTM, reverse_padded
+from tagsure.layers.bilstm import BiLSTM, reverse_padded, time_segments
 from tagsure.layers.chars import CharCNN, CharLSTM
 
 
@@ -31,3 +31,19 @@ def test_char_encoders_ignore_padding_characters() -> None:
         word = torch.tensor([[3, 4, 5]])
         padded = torch.tensor([[3, 4, 5, 0, 0]])
         assert torch.allclose(encoder(word), encoder(padded), atol=1e-6)
+
+
+def test_inference_on_mixed_lengths_runs_in_time_segments_with_the_same_outputs() -> None:
+    """At inference a batch of 1- to 70-token sentences runs only the rows still inside their
+    sentences at each time segment; the outputs on real tokens equal the padded call's."""
+    torch.manual_seed(0)
+    lstm = BiLSTM(20, 16, layers=2).eval()
+    lengths = torch.tensor([70, 3, 41, 1, 12, 70, 5, 2, 9, 33, 4, 1])
+    x = torch.randn(len(lengths), 70, 20)
+    assert len(time_segments(sorted(lengths.tolist(), reverse=True))) > 1
+    with torch.no_grad():
+        segmented = lstm(x, lengths)
+    padded = lstm(x, lengths).detach()  # with gradients on: the plain padded call
+    real = torch.arange(70).unsqueeze(0) < lengths.unsqueeze(1)
+    assert segmented.shape == padded.shape
+    assert torch.allclose(segmented[real], padded[real], atol=1e-6)

@@ -6,12 +6,20 @@ to a per-time-step loop whose backward pass re-zeroes the whole gate tensor at e
 unidirectional LSTM over the padded batch, which takes the fast fused kernel. The backward
 direction reads each sentence reversed *within its own length*, so padding always comes after
 the real tokens and can't leak into them: results are exact, whatever the batch's padding.
+
+At inference on the CPU, a batch of mixed lengths (a server batch of a few documents: sentences
+of 1 to 60 tokens) does not pay for its padding: the rows run longest first, in time segments,
+each segment only over the rows still inside their sentences (:func:`time_segments`), the LSTM
+state carried from one segment to the next. A batch of one sentence, or of similar lengths, is
+one segment: the plain call. Training, tracing, export and compiled graphs keep the plain call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +45,64 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(2).expand_as(x))
 
 
+SEGMENT_SHRINK = 0.75  # a new time segment once the rows still running fall below 0.75x its first
+SEGMENT_MIN_SAVED = 256  # ... and only if that saves at least 256 row-steps (a call costs ~that)
+
+
+def time_segments(
+    lengths: Sequence[int], shrink: float = SEGMENT_SHRINK, min_saved: int = SEGMENT_MIN_SAVED
+) -> list[tuple[int, int, int]]:
+    """(start, stop, rows) time segments for rows sorted longest first: ``rows`` are those still
+    inside their sentence at ``start``; a segment ends where fewer than ``shrink`` of its rows
+    remain, if running only those from there on saves ``min_saved`` row-steps. One segment when
+    the lengths are alike.
+
+    >>> time_segments([60, 50, 30] + [8] * 40 + [3] * 20)
+    [(0, 3, 63), (3, 8, 43), (8, 60, 3)]
+    >>> time_segments([12, 11, 11, 10])
+    [(0, 12, 4)]
+    """
+    steps = int(lengths[0])
+    # running[t]: rows still inside their sentence at step t
+    running = np.cumsum(np.bincount(np.asarray(lengths), minlength=steps + 1)[::-1])[::-1][1:]
+    segments, start = [], 0
+    while start < steps:
+        rows, stop = int(running[start]), start + 1
+        while stop < steps and (
+            running[stop] >= shrink * rows or (rows - running[stop]) * (steps - stop) < min_saved
+        ):
+            stop += 1
+        segments.append((start, stop, rows))
+        start = stop
+    return segments
+
+
+def _plain_call_only(x: torch.Tensor) -> bool:
+    return (
+        torch.is_grad_enabled()
+        or x.device.type != "cpu"
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def run_segmented(lstm: nn.Module, x: torch.Tensor, segments: list[tuple[int, int, int]]) -> Any:
+    """``run_lstm(lstm, x)[0]`` for x sorted longest first, segment by segment (see the module
+    docstring); steps past a row's last segment are left 0 (padding, meaningless)."""
+    if len(segments) == 1:
+        return run_lstm(lstm, x)[0]
+    out: torch.Tensor | None = None
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
+    for start, stop, rows in segments:
+        args = () if state is None else ((state[0][:, :rows], state[1][:, :rows]),)
+        part, state = run_lstm(lstm, x[:rows, start:stop], *args)
+        if out is None:  # the LSTM's own dtype (bf16 under autocast)
+            out = part.new_zeros((x.shape[0], x.shape[1], part.shape[2]))
+        out[:rows, start:stop] = part
+    return out
+
+
 class BiLSTM(nn.Module):
     def __init__(self, input_dim: int, hidden: int, layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
@@ -51,10 +117,28 @@ class BiLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # x: (B, T, D), lengths: (B,) -> (B, T, 2 * hidden); values on padding are meaningless
+        if len(x) > 1 and not _plain_call_only(x):
+            order = torch.argsort(lengths, descending=True, stable=True)
+            segments = time_segments(lengths[order].tolist())
+            if len(segments) > 1:
+                inverse = torch.argsort(order)
+                return self._segmented(x[order], lengths[order], segments)[inverse]
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers, strict=True)):
             if i:
                 x = self.between_layers(x)
             ahead, _ = run_lstm(fwd, x)  # (B, T, H)
             behind, _ = run_lstm(bwd, reverse_padded(x, lengths))
+            x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=2)
+        return x
+
+    def _segmented(
+        self, x: torch.Tensor, lengths: torch.Tensor, segments: list[tuple[int, int, int]]
+    ) -> torch.Tensor:
+        """:meth:`forward` for rows sorted longest first, in time segments."""
+        for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers, strict=True)):
+            if i:
+                x = self.between_layers(x)
+            ahead = run_segmented(fwd, x, segments)
+            behind = run_segmented(bwd, reverse_padded(x, lengths), segments)
             x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=2)
         return x
