@@ -87,10 +87,13 @@ def _plain_call_only(x: torch.Tensor) -> bool:
     )
 
 
-def run_segmented(lstm: nn.Module, x: torch.Tensor, segments: list[tuple[int, int, int]]) -> Any:
-    """``run_lstm(lstm, x)[0]`` for x sorted longest first, segment by segment (see the module
-    docstring); steps past a row's last segment are left 0 (padding, meaningless)."""
-    if len(segments) == 1:
+def run_segmented(
+    lstm: nn.Module, x: torch.Tensor, segments: list[tuple[int, int, int]] | None
+) -> Any:
+    """``run_lstm(lstm, x)[0]``, for x sorted longest first segment by segment (see the module
+    docstring); steps past a row's last segment are left 0 (padding, meaningless). Without
+    segments, or with one, the plain call."""
+    if segments is None or len(segments) == 1:
         return run_lstm(lstm, x)[0]
     out: torch.Tensor | None = None
     state: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -117,28 +120,16 @@ class BiLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # x: (B, T, D), lengths: (B,) -> (B, T, 2 * hidden); values on padding are meaningless
+        order, segments = None, None
         if len(x) > 1 and not _plain_call_only(x):
-            order = torch.argsort(lengths, descending=True, stable=True)
-            segments = time_segments(lengths[order].tolist())
-            if len(segments) > 1:
-                inverse = torch.argsort(order)
-                return self._segmented(x[order], lengths[order], segments)[inverse]
-        for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers, strict=True)):
-            if i:
-                x = self.between_layers(x)
-            ahead, _ = run_lstm(fwd, x)  # (B, T, H)
-            behind, _ = run_lstm(bwd, reverse_padded(x, lengths))
-            x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=2)
-        return x
-
-    def _segmented(
-        self, x: torch.Tensor, lengths: torch.Tensor, segments: list[tuple[int, int, int]]
-    ) -> torch.Tensor:
-        """:meth:`forward` for rows sorted longest first, in time segments."""
+            by_length = torch.argsort(lengths, descending=True, stable=True)
+            segments = time_segments(lengths[by_length].tolist())
+            if len(segments) > 1:  # rows longest first, for the segments' prefixes
+                order, x, lengths = by_length, x[by_length], lengths[by_length]
         for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers, strict=True)):
             if i:
                 x = self.between_layers(x)
             ahead = run_segmented(fwd, x, segments)
             behind = run_segmented(bwd, reverse_padded(x, lengths), segments)
             x = torch.cat([ahead, reverse_padded(behind, lengths)], dim=2)
-        return x
+        return x if order is None else x[torch.argsort(order)]
