@@ -3,8 +3,9 @@
 :class:`TagsurePredictor` loads (and verifies) the model once per actor in ``__init__`` and
 maps a batch (pyarrow, pandas or numpy format) to the same batch with an ``entities`` column
 (``list<struct<label, start, end, score, text>>``, character offsets) and an ``error`` column
-(null, or why the row was not tagged). :func:`predict_folder` runs it over a folder of JSONL,
-Parquet or text files, as ``tagsure predict --engine ray IN --out OUT`` does.
+(null, or why the row was not tagged). :func:`tag_dataset` applies it to a dataset in blocks of
+at most one batch, so that every actor has work; :func:`predict_folder` runs it over a folder of
+JSONL, Parquet or text files, as ``tagsure predict --engine ray IN --out OUT`` does.
 
 Example:
     >>> import ray                                                            # doctest: +SKIP
@@ -12,6 +13,7 @@ Example:
     ...     TagsurePredictor, fn_constructor_kwargs={"model": "model.tagsure"},
     ...     concurrency=4, batch_size=256, batch_format="pyarrow")             # doctest: +SKIP
     >>> ds.write_parquet("tagged/")                                           # doctest: +SKIP
+    >>> tag_dataset(ray.data.read_parquet("docs/"), "model.tagsure", concurrency=4)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -91,6 +93,32 @@ class TagsurePredictor:
         return tag_texts(self.predictor, texts, self.max_chars)
 
 
+def tag_dataset(
+    dataset: Any,
+    model: str,
+    concurrency: int | tuple[int, int] = 1,
+    batch_size: int = 256,
+    num_gpus: float = 0.0,
+    **predictor: Any,
+) -> Any:  # ray.data.Dataset -> ray.data.Dataset
+    """``dataset`` with ``entities`` and ``error`` columns, tagged by ``concurrency`` actors.
+
+    Ray Data hands a whole block to one actor, and it reads a few small files as one block (a
+    2,726-row corpus of 4 Parquet files came in as one block: one actor worked, the other
+    waited), so the blocks are first cut, streaming, to at most ``batch_size`` rows. Keyword
+    arguments go to :class:`TagsurePredictor` (``text_column``, ``max_chars``, ``onnx``,
+    ``threads``, ...).
+    """
+    return dataset.repartition(target_num_rows_per_block=batch_size).map_batches(
+        TagsurePredictor,
+        fn_constructor_kwargs={"model": model, **predictor},
+        concurrency=concurrency,
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        num_gpus=num_gpus or None,
+    )
+
+
 def _ray_gpus() -> list[Any]:
     import ray
 
@@ -164,18 +192,15 @@ def predict_folder(
         read = {"json": ray.data.read_json, "parquet": ray.data.read_parquet}
         io_args: dict[str, Any] = {"ray_remote_args": {"num_cpus": 0}}
         dataset = read.get(kind, ray.data.read_text)(files, **io_args)
-        tagged = dataset.map_batches(
-            TagsurePredictor,
-            fn_constructor_kwargs={
-                "model": model,
-                "text_column": text_column,
-                "max_chars": max_chars,
-                "onnx": onnx,
-            },
-            concurrency=concurrency,
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            num_gpus=num_gpus or None,
+        tagged = tag_dataset(
+            dataset,
+            model,
+            concurrency,
+            batch_size,
+            num_gpus,
+            text_column=text_column,
+            max_chars=max_chars,
+            onnx=onnx,
         )
         io_args["filename_provider"] = _numbered_files(output_format)
         if output_format == "parquet":
