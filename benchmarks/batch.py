@@ -11,6 +11,7 @@ for every row, spaCy's included.
     .venv/bin/python benchmarks/batch.py                     # full run, both models (hours)
     .venv/bin/python benchmarks/batch.py --quick             # a small corpus, a quick check
     .venv/bin/python benchmarks/batch.py --bilstm M.tagsure --minilm M2.tagsure --spacy-model D
+    .venv/bin/python benchmarks/batch.py --only minilm --tokens 200000 --out minilm.json
 
 Missing models are trained first (--train-minutes each, CoNLL-2003 train); spaCy's NER model is
 trained by benchmarks/peers/spacy_peer.py in the peers venv (benchmarks/peers/setup.sh) unless
@@ -117,7 +118,9 @@ def ensure_tagsure_model(path: Path | None, kind: str, work: Path, minutes: floa
     if out.exists():
         return out
     from tagsure import TrainConfig, train
-    from tagsure.models.pretrained_tagger import find_minilm
+
+    sys.path.insert(0, str(REPO))  # the repository root: tests/ holds the MiniLM locator
+    from tests.hf_models import find_minilm  # noqa: E402
 
     model: dict = {}
     if kind == "minilm":
@@ -334,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", choices=("bilstm-crf", "minilm"), help="one model only (default: both)"
     )
+    parser.add_argument("--out", type=Path, help="results file (default: results/batch.json)")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -372,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['peak_rss_mib']:13,.0f}"
         )
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("batch.quick.json" if args.quick else "batch.json")
+    out = args.out or RESULTS / ("batch.quick.json" if args.quick else "batch.json")
     out.write_text(
         json.dumps(portable({"corpus": meta, "cpus": os.cpu_count(), "rows": results}), indent=1)
     )

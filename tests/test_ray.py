@@ -16,7 +16,7 @@ from tests.batch_helpers import batch_models, documents, expected_rows, require,
 require("ray")
 import ray  # noqa: E402
 
-from tagsure.integrations.ray import TagsurePredictor, predict_folder  # noqa: E402
+from tagsure.integrations.ray import TagsurePredictor, predict_folder, tag_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,22 @@ def test_engine_ray_over_a_folder_of_jsonl_and_of_parquet(
         assert [r["id"] for r in rows] == list(range(len(texts)))  # input order, each row once
         for row, expected in zip(rows, want, strict=True):
             assert row["error"] is None and same_entities(row["entities"], expected)
+
+
+def test_tag_dataset_gives_every_actor_work_from_one_file(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    texts = documents(40)
+    ids = list(range(len(texts)))
+    pq.write_table(pa.table({"id": ids, "text": texts}), tmp_path / "one.parquet")
+    dataset = ray.data.read_parquet(str(tmp_path / "one.parquet"))
+    assert dataset.materialize().num_blocks() == 1  # one file, one block: one actor's work
+    tagged = tag_dataset(dataset, str(models["bilstm"]), concurrency=2, batch_size=8).materialize()
+    assert tagged.num_blocks() >= 2  # cut to batches, so the second actor has work too
+    rows = tagged.take_all()
+    assert [r["id"] for r in rows] == ids
+    for row, want in zip(rows, expected_rows(models["bilstm"], texts), strict=True):
+        assert row["error"] is None and same_entities(list(row["entities"]), want)
 
 
 class DiesOnce(TagsurePredictor):

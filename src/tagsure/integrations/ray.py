@@ -13,7 +13,8 @@ Example:
     ...     TagsurePredictor, fn_constructor_kwargs={"model": "model.tagsure"},
     ...     concurrency=4, batch_size=256, batch_format="pyarrow")             # doctest: +SKIP
     >>> ds.write_parquet("tagged/")                                           # doctest: +SKIP
-    >>> tag_dataset(ray.data.read_parquet("docs/"), "model.tagsure", concurrency=4)  # doctest: +SKIP
+    >>> docs = ray.data.read_parquet("docs/")                                 # doctest: +SKIP
+    >>> tag_dataset(docs, "model.tagsure", concurrency=4)                     # doctest: +SKIP
 """
 
 from __future__ import annotations
