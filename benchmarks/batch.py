@@ -47,6 +47,9 @@ ROWS = [
     "spacy-pipe1",
     "spacy-pipe2",
 ]
+# Not run by default: the same paths in bf16 (--precision bf16; pays where the CPU has bf16
+# instructions, docs/precision.md), e.g. --rows predict-1thread-bf16,cli-workers2-bf16
+BF16_ROWS = ["predict-1thread-bf16", "predict-2threads-bf16", "cli-workers2-bf16"]
 
 
 # -- corpus ---------------------------------------------------------------------------------
@@ -198,8 +201,8 @@ def run_row(row: str, model: Path, corpus: Path) -> dict:
         from tagsure.defaults import BATCH_SIZE
         from tagsure.tagger import chunked
 
-        torch.set_num_threads(1 if row == "predict-1thread" else 2)
-        tagger = Tagger.load(model)
+        torch.set_num_threads(1 if row.startswith("predict-1thread") else 2)
+        tagger = Tagger.load(model, precision="bf16" if row.endswith("-bf16") else "fp32")
         tagger.predict(texts[:20])
         t1 = time.perf_counter()
         entities = sum(
@@ -290,9 +293,11 @@ def measure(command: list[str], env: dict | None = None) -> tuple[str, float, fl
 
 def row_result(row: str, model: Path, corpus: Path, spacy_model: Path | None) -> dict | None:
     if row.startswith("cli-"):  # start-up: the same command on 20 documents
-        workers = row.removeprefix("cli-workers")
+        workers = row.removeprefix("cli-workers").removesuffix("-bf16")
         command = [sys.executable, "-m", "tagsure", "predict", str(model)]
         flags = ["--workers", workers, "--out", os.devnull]
+        if row.endswith("-bf16"):
+            flags += ["--precision", "bf16"]
         _, tiny_s, _ = measure([*command, str(corpus / "tiny.txt"), *flags])
         _, wall, peak = measure([*command, str(corpus / "docs.txt"), *flags])
         return {"startup_s": tiny_s, "tag_s": wall - tiny_s, "peak_rss_mib": peak}
@@ -333,7 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spacy-model", type=Path, help="a spaCy pipeline folder with ner")
     parser.add_argument("--train-minutes", type=float, default=20.0)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tagsure-batch-bench"))
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"comma-separated rows to run (also: {','.join(BF16_ROWS)})",
+    )
     parser.add_argument(
         "--only", choices=("bilstm-crf", "minilm"), help="one model only (default: both)"
     )

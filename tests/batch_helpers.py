@@ -13,7 +13,7 @@ import pytest
 
 from tagsure import TrainConfig, load_corpus, train
 from tagsure.storage.onnx_export import export_onnx
-from tests.helpers import BUNDLED, tiny_config, write_conll
+from tests.helpers import BUNDLED, tiny_config, train_tiny_lms, write_conll
 from tests.hf_models import make_encoder_dir
 
 TEXTS = [
@@ -43,11 +43,17 @@ def documents(n: int = 60) -> list[str]:
     return TEXTS + docs
 
 
+# Every tagger type: BiLSTM, BiLSTM with character LMs, transformer, pretrained encoder, ONNX.
+KINDS = ["bilstm", "charlm", "transformer", "pretrained", "onnx"]
+
+
 def batch_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """bilstm, transformer, pretrained (tiny BERT) and onnx (the bilstm exported)."""
+    """bilstm, charlm (a bilstm stacking two tiny character LMs), transformer, pretrained (tiny
+    BERT) and onnx (the bilstm exported)."""
     folder = tmp_path_factory.getbasetemp() / "batch-models"
     paths = {
         "bilstm": folder / "bilstm.tagsure",
+        "charlm": folder / "charlm.tagsure",
         "transformer": folder / "transformer.tagsure",
         "pretrained": folder / "pretrained.tagsure",
         "onnx": folder / "bilstm.onnx",
@@ -60,6 +66,10 @@ def batch_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dev_path = write_conll(folder / "dev.txt", corpus.sentences[300:360])
     result = train(tiny_config(train_path, dev_path), out=paths["bilstm"])
     export_onnx(result.tagger, paths["onnx"])
+    text = folder / "text.txt"
+    text.write_text("\n".join(" ".join(s.tokens) for s in corpus.sentences[:600]))
+    lms = [str(p) for p in train_tiny_lms(folder, text)]
+    train(tiny_config(train_path, dev_path, char_language_models=lms), out=paths["charlm"])
     transformer = {"architecture": "transformer", "heads": 2, "layers": 1, "ff_size": 32}
     train(tiny_config(train_path, dev_path, **transformer), out=paths["transformer"])
     encoder = make_encoder_dir(folder / "bert", "bert")

@@ -19,7 +19,7 @@ from tagsure.predictors import PredictorSpec
 from tagsure.rows import entities_arrow_type
 from tagsure.streaming import JsonlSink, open_source, predict_stream
 from tagsure.workers import ordered_map
-from tests.batch_helpers import batch_models, documents, expected_rows, same_entities
+from tests.batch_helpers import KINDS, batch_models, documents, expected_rows, same_entities
 from tests.helpers import run_cli as run
 
 
@@ -38,7 +38,7 @@ def write_jsonl(path: Path, texts: list[object]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["bilstm", "transformer", "pretrained", "onnx"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_jsonl_entities_equal_tagger_predict_for_every_tagger_type(
     models: dict[str, Path], kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

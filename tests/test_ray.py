@@ -11,7 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.batch_helpers import batch_models, documents, expected_rows, require, same_entities
+from tests.batch_helpers import (
+    KINDS,
+    batch_models,
+    documents,
+    expected_rows,
+    require,
+    same_entities,
+)
 
 require("ray")
 import ray  # noqa: E402
@@ -51,7 +58,7 @@ def tag(texts: list[object], model: Path, batch_format: str = "pyarrow", cls=Tag
     ).take_all()
 
 
-@pytest.mark.parametrize("kind", ["bilstm", "transformer", "pretrained", "onnx"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_entities_equal_tagger_predict_for_every_tagger_type(
     models: dict[str, Path], kind: str
 ) -> None:

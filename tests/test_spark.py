@@ -11,7 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.batch_helpers import batch_models, documents, expected_rows, require, same_entities
+from tests.batch_helpers import (
+    KINDS,
+    batch_models,
+    documents,
+    expected_rows,
+    require,
+    same_entities,
+)
 
 require("pyspark")
 
@@ -53,7 +60,7 @@ def entities_of(row) -> list[dict]:
     return [e.asDict() for e in row["entities"]]
 
 
-@pytest.mark.parametrize("kind", ["bilstm", "transformer", "pretrained", "onnx"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_entities_equal_tagger_predict_for_every_tagger_type(
     spark, models: dict[str, Path], kind: str
 ) -> None:

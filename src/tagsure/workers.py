@@ -1,7 +1,10 @@
 """Tag chunks in N worker processes, each loading the model once, and give results in order.
 
 Unlike ``Pool.imap`` (whose feeder thread reads the whole input ahead), at most ``2 * workers``
-chunks are in flight, so memory is bounded by the chunk size, not the input. A worker that dies
+chunks are in flight, so memory is bounded by the chunk size, not the input. Each chunk goes out
+as ``workers`` equal pieces, so that no worker waits long for another's last big chunk (3 chunks
+of 1,024 documents on 2 workers ran at 0.9x one worker; 512-document calls tag as fast as
+1,024-document ones). A worker that dies
 (killed, out of memory) breaks the pool: a new pool is started and the chunks still pending are
 sent again, so every chunk is tagged and written exactly once, in input order.
 
@@ -65,18 +68,24 @@ def ordered_map(
             workers, context, initializer=_start_worker, initargs=(spec, max_chars)
         )
 
+    def submit(texts: list[object]) -> list[Future[list[RowResult]]]:
+        size = max(1, -(-len(texts) // workers))  # ceil: one piece per worker
+        return [
+            pool.submit(_tag_in_worker, texts[i : i + size]) for i in range(0, len(texts), size)
+        ]
+
     pool = new_pool()
-    pending: deque[tuple[C, Future[list[RowResult]], int]] = deque()
+    pending: deque[tuple[C, list[Future[list[RowResult]]], int]] = deque()
     source = iter(chunks)
     try:
         while True:
             while len(pending) < 2 * workers and (chunk := next(source, None)) is not None:
-                pending.append((chunk, pool.submit(_tag_in_worker, chunk.texts), 0))
+                pending.append((chunk, submit(chunk.texts), 0))
             if not pending:
                 return
-            chunk, future, tries = pending[0]
+            chunk, futures, tries = pending[0]
             try:
-                results = future.result()
+                results = [result for future in futures for result in future.result()]
             except BrokenProcessPool as err:
                 if tries >= RETRIES:
                     raise TagsureError(
@@ -88,8 +97,7 @@ def ordered_map(
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = new_pool()
                 pending = deque(
-                    (c, pool.submit(_tag_in_worker, c.texts), t + (i == 0))
-                    for i, (c, _, t) in enumerate(pending)
+                    (c, submit(c.texts), t + (i == 0)) for i, (c, _, t) in enumerate(pending)
                 )
                 continue
             pending.popleft()
