@@ -1,9 +1,9 @@
 """Stream documents through a tagger: text, JSON lines or Parquet in; JSON lines or Parquet out.
 
-Memory is bounded by a chunk of ``batch_size`` rows (times the chunks in flight with workers),
-never by the input: rows are read, tagged and written chunk by chunk, in input order. Every
-input field passes through; each output row gains ``entities`` (and ``error``, for a row that
-could not be tagged; see :mod:`tagsure.rows`).
+Memory is bounded by a chunk of ``batch_size`` rows (with N workers, chunks of N pieces and 2N
+chunks in flight), never by the input: rows are read, tagged and written chunk by chunk, in
+input order. Every input field passes through; each output row gains ``entities`` (and
+``error``, for a row that could not be tagged; see :mod:`tagsure.rows`).
 
 Example:
     >>> import io, sys

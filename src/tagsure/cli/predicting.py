@@ -63,7 +63,8 @@ def predict(
         with PredictProgress(enabled=True if options.progress else None) as bar:
             stats = predict_stream(
                 spec,
-                source.chunks(options.text_field, options.batch_size),
+                # one --batch-size piece per worker in each chunk (tagsure.workers)
+                source.chunks(options.text_field, options.batch_size * options.workers),
                 sink,
                 options.workers,
                 options.max_chars,
