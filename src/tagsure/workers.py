@@ -5,9 +5,10 @@ chunks are in flight, so memory is bounded by the chunk size, not the input. Eac
 as ``workers`` equal pieces, so that no worker waits long for another's last big chunk (3 chunks
 of 1,024 documents on 2 workers ran at 0.9x one worker): give it chunks of ``workers`` times the
 documents per call, as ``tagsure predict`` does (chunks of 2,048 for 2 workers tagged 2,000,000
-words in 40.8 s, chunks of 1,024 in 44.7 s). A worker that dies
-(killed, out of memory) breaks the pool: a new pool is started and the chunks still pending are
-sent again, so every chunk is tagged and written exactly once, in input order.
+words in 40.8 s, chunks of 1,024 in 44.7 s).
+
+A worker that dies (killed, out of memory) breaks the pool: a new pool is started and the chunks
+still pending are sent again, so every chunk is tagged and written exactly once, in input order.
 
 Example:
     >>> from tagsure.predictors import PredictorSpec
