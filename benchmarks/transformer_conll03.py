@@ -230,7 +230,7 @@ def run_tagsure(args: argparse.Namespace, best: bool) -> dict:
     config = tagsure_config(args, best)
     name = "tagsure-best" if best else "tagsure"
     model_path = Path(args.workdir) / f"{name}-seed{args.seed}.tagsure"
-    result = train(config, out=model_path, corpora=corpora(args))
+    result = train(config, out=model_path, corpora=corpora(args), precision=args.precision)
     tagger = result.tagger
     dev = corpora(args)[1]
     sentences = [s.tokens for s in dev.sentences]
@@ -273,6 +273,7 @@ def in_subprocess(part: str, args: argparse.Namespace) -> dict:
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     for key in ("weight_decay", "warmup", "clip", "predict_batch_size", "loss_average"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    command += ["--precision", args.precision]
     if args.predict_only:
         command.append("--predict-only")
     subprocess.run(command, check=True)
@@ -319,6 +320,12 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--predict-batch-size", type=int, default=64)
     parser.add_argument("--loss-average", default="token", help="tagsure, like for like")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="tagsure's training autocast (bf16: matrix products in bf16, fp32 master weights)",
+    )
     parser.add_argument(
         "--predict-only", action="store_true", help="transformers: time prediction, no training"
     )

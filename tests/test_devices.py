@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tagsure import Tagger, load_corpus
-from tagsure.data.devices import autocast, grad_scaler, move, resolve_device
+from tagsure.data.devices import autocast, autocast_cache, grad_scaler, move, resolve_device
 from tagsure.errors import ConfigError
 from tagsure.storage import fingerprint
 from tagsure.training.trainer import train
@@ -119,3 +119,23 @@ def test_cpu_lstm_runs_in_bf16_only_where_the_cpu_has_bf16_instructions(
     with torch.autocast("cpu", dtype=torch.float16):
         assert bilstm.run_lstm(lstm, x)[0].dtype == torch.float32
     assert torch.equal(bilstm.run_lstm(lstm, x)[0], lstm(x)[0])  # no autocast: the plain call
+
+
+def test_bf16_micro_batches_keep_their_gradients_when_casts_are_cached() -> None:
+    """One step's micro-batches inside ``autocast_cache``: the weights' bf16 copies are made
+    once and reused, and the gradients are those of separate autocast passes, bit for bit."""
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 3))
+    parts = [torch.randn(5, 6), torch.randn(2, 6), torch.randn(7, 6)]
+    cpu = torch.device("cpu")
+    grads = []
+    for cached in (False, True):
+        layer.zero_grad(set_to_none=True)
+        with autocast_cache(cpu, "bf16") if cached else contextlib.nullcontext():
+            for x in parts:
+                with autocast(cpu, "bf16"):
+                    loss = layer(x).float().pow(2).sum()
+                loss.backward()
+        grads.append([p.grad.clone() for p in layer.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    assert isinstance(autocast_cache(cpu, "fp32"), contextlib.nullcontext)

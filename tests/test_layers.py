@@ -6,6 +6,7 @@ import torch
 
 from tagsure.layers.bilstm import BiLSTM, reverse_padded, time_segments
 from tagsure.layers.chars import CharCNN, CharLSTM
+from tagsure.layers.lookup import GradIntoPlaceEmbedding
 
 
 def test_reverse_padded_reverses_within_each_length() -> None:
@@ -47,3 +48,39 @@ def test_inference_on_mixed_lengths_runs_in_time_segments_with_the_same_outputs(
     real = torch.arange(70).unsqueeze(0) < lengths.unsqueeze(1)
     assert segmented.shape == padded.shape
     assert torch.allclose(segmented[real], padded[real], atol=1e-6)
+
+
+def test_grad_into_place_embedding_adds_each_pass_into_one_gradient() -> None:
+    torch.manual_seed(0)
+    plain = torch.nn.Embedding(50, 4, padding_idx=0)
+    fast = GradIntoPlaceEmbedding.replacing(torch.nn.Embedding(50, 4, padding_idx=0))
+    fast.weight.data.copy_(plain.weight.data)
+    assert list(fast.state_dict()) == ["weight"]  # the same key as nn.Embedding's
+    passes = [torch.tensor([[3, 7, 7, 0]]), torch.tensor([[7, 9], [0, 3]]), torch.tensor([[1]])]
+    for step in range(2):  # zero_grad between steps: the second starts from a zeroed buffer
+        for module in (plain, fast):
+            module.weight.grad = None
+            for ids in passes:  # micro-batches: their gradients add up
+                (module(ids) * torch.arange(1.0, 5.0) * (step + 1)).sum().backward()
+        assert torch.equal(fast(passes[0]), plain(passes[0]))  # the same forward
+        assert torch.allclose(fast.weight.grad, plain.weight.grad, atol=1e-6)
+        assert fast.weight.grad[0].abs().sum() == 0  # the padding row learns nothing
+        assert fast.weight.grad[7].tolist() == [3.0 * (step + 1) * k for k in (1, 2, 3, 4)]
+    with torch.no_grad():  # no autograd: nn.Embedding's own forward
+        assert torch.equal(fast(passes[1]), plain(passes[1]))
+    fast.eval()
+    assert fast.spare_grad is None  # a tagger done training keeps no gradient buffer
+
+
+def test_pretrained_encoder_fine_tunes_its_word_table_with_in_place_gradients() -> None:
+    from tagsure.layers.pretrained import build_transformer
+
+    config = {"model_type": "bert", "vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 1}
+    config |= {"num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 16}
+    model = build_transformer(config)
+    words = model.get_input_embeddings()
+    assert isinstance(words, GradIntoPlaceEmbedding)
+    assert "embeddings.word_embeddings.weight" in model.state_dict()
+    model(input_ids=torch.tensor([[2, 5, 5, 0]])).last_hidden_state.sum().backward()
+    assert words.weight.grad is not None and words.weight.grad[5].abs().sum() > 0
+    assert words.weight.grad[9].abs().sum() == 0  # a row no pass used

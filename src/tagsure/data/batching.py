@@ -10,6 +10,7 @@ ONNX Runtime (which takes :class:`ArrayBatch`, the same arrays by the same names
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -264,22 +265,24 @@ def split_by_padding(
     of one length stays whole.
     """
     order = np.argsort(lengths, kind="stable")
-    sorted_lengths = lengths[order]
+    sorted_lengths = lengths[order].tolist()  # Python numbers: the loops below run per step
     n = len(order)
     # best[k][j]: least cost of the j shortest sentences in k groups; cut[k][j]: last group start
-    best = np.full((max_parts + 1, n + 1), np.inf)
-    cut = np.zeros((max_parts + 1, n + 1), dtype=np.int64)
+    best = [[math.inf] * (n + 1) for _ in range(max_parts + 1)]
+    cut = [[0] * (n + 1) for _ in range(max_parts + 1)]
     best[0][0] = 0.0
     for k in range(1, max_parts + 1):
+        before, costs, cuts = best[k - 1], best[k], cut[k]
         for j in range(1, n + 1):
+            longest = sorted_lengths[j - 1]
             for i in range(k - 1, j):  # the last group is sorted[i:j]
-                cost = best[k - 1][i] + (j - i) * sorted_lengths[j - 1] + part_cost
-                if cost < best[k][j]:
-                    best[k][j], cut[k][j] = cost, i
-    parts = int(np.argmin(best[1:, n])) + 1
+                cost = before[i] + (j - i) * longest + part_cost
+                if cost < costs[j]:
+                    costs[j], cuts[j] = cost, i
+    parts = min(range(1, max_parts + 1), key=lambda k: best[k][n])  # the first of the least
     groups, end = [], n
     for k in range(parts, 0, -1):
-        start = int(cut[k][end])
+        start = cut[k][end]
         groups.append(ids[order[start:end]])
         end = start
     return groups[::-1]

@@ -95,6 +95,20 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
+def autocast_cache(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Around one optimizer step's micro-batches: autocast off, but its cast weights kept.
+
+    Autocast casts each weight to the low precision on its first use and caches the copy until
+    the outermost autocast context exits; each micro-batch's own context would make the cache
+    last one micro-batch. Inside this one (disabled: backward passes run as autocast left them),
+    the weights are cast once per step, not once per micro-batch (a 22 M-parameter MiniLM in
+    bf16: casts were a quarter of a step).
+    """
+    if check_precision(precision, inference=True) in ("fp32", "int8"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=False)
+
+
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
     """fp16 gradients underflow without a loss scale; bf16 and fp32 need none."""
     if check_precision(precision) != "fp16":

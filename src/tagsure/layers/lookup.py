@@ -10,7 +10,10 @@ through ``index_add_``, which adds in index order at any thread count.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import nn
 
 
 def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -22,3 +25,82 @@ def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """
     rows = table.index_select(0, index.reshape(-1))  # (prod(S), *rest)
     return rows.reshape(*index.shape, *table.shape[1:])
+
+
+class _RowsIntoGrad(torch.autograd.Function):
+    """Rows of ``module.weight`` at ``ids``; the backward adds their gradient into
+    ``weight.grad`` in place (in index order, as ``index_add_`` adds) and hands autograd no
+    dense gradient."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, weight: torch.Tensor, ids: torch.Tensor, module: GradIntoPlaceEmbedding
+    ) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.module = module
+        return nn.functional.embedding(ids, weight, module.padding_idx)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, None]:
+        (ids,) = ctx.saved_tensors
+        module: GradIntoPlaceEmbedding = ctx.module
+        weight = module.weight
+        flat = ids.reshape(-1)
+        rows = grad.reshape(-1, grad.shape[-1]).to(weight.dtype)
+        if module.padding_idx is not None:  # as nn.Embedding: the padding row learns nothing
+            rows = rows.masked_fill((flat == module.padding_idx).unsqueeze(1), 0.0)
+        if weight.grad is None:
+            weight.grad = module.zeroed_spare()
+        weight.grad.index_add_(0, flat, rows)
+        return None, None, None
+
+
+class GradIntoPlaceEmbedding(nn.Embedding):
+    """An ``nn.Embedding`` whose backward adds each pass's gradient rows into ``weight.grad``.
+
+    ``nn.Embedding``'s backward builds a dense zero gradient of the whole table on every
+    backward pass, and autograd then adds it to ``weight.grad``: for a transformer's 30,522 x
+    384 word table, 47 MB filled (in fresh pages) and 47 MB added per micro-batch. Here the rows
+    a pass used are added in place, into one zeroed buffer a step: after ``zero_grad()`` sets
+    ``weight.grad`` to None, the next backward zeroes the module's spare buffer and makes it the
+    gradient again (so a reference kept to an old ``weight.grad`` sees it zeroed). Same forward,
+    same gradient up to the order of float additions. Outside training mode, without autograd,
+    when traced, exported or compiled, or with ``max_norm``/``scale_grad_by_freq``/``sparse``,
+    it is ``nn.Embedding`` itself.
+    """
+
+    spare_grad: torch.Tensor | None = None
+
+    @classmethod
+    def replacing(cls, embedding: nn.Embedding) -> GradIntoPlaceEmbedding:
+        """A module on ``embedding``'s own weight (same parameter, same state-dict key)."""
+        new = cls.__new__(cls)
+        new.__dict__.update(embedding.__dict__)
+        return new
+
+    def zeroed_spare(self) -> torch.Tensor:
+        spare = self.spare_grad
+        if spare is None or spare.shape != self.weight.shape or spare.device != self.weight.device:
+            spare = self.spare_grad = torch.zeros_like(self.weight)
+        else:
+            spare.zero_()
+        return spare
+
+    def train(self, mode: bool = True) -> GradIntoPlaceEmbedding:
+        if not mode:  # a tagger done training keeps no gradient buffer
+            self.spare_grad = None
+        return super().train(mode)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        plain = (
+            not (self.training and torch.is_grad_enabled() and self.weight.requires_grad)
+            or self.max_norm is not None
+            or self.scale_grad_by_freq
+            or self.sparse
+            or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export()
+        )
+        if plain:
+            return super().forward(ids)
+        return _RowsIntoGrad.apply(self.weight, ids, self)

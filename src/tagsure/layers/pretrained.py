@@ -18,7 +18,7 @@ from torch import nn
 
 from tagsure.data.subwords import SubwordBatch
 from tagsure.errors import ConfigError, ModelFileError
-from tagsure.layers.lookup import take_rows
+from tagsure.layers.lookup import GradIntoPlaceEmbedding, take_rows
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ def build_transformer(hf_config: dict[str, Any]) -> nn.Module:
     # The sentence pooler is not used for tagging and absent from token-classification files.
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
+    words = model.get_input_embeddings()
+    if type(words) is nn.Embedding:  # fine-tuning adds the word table's gradient in place
+        model.set_input_embeddings(GradIntoPlaceEmbedding.replacing(words))
     return model
 
 

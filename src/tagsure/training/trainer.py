@@ -19,7 +19,7 @@ import torch
 
 from tagsure.data.batching import bucketed_batches, shuffled_batches, split_by_padding
 from tagsure.data.conll import Corpus
-from tagsure.data.devices import autocast, grad_scaler, move, resolve_device
+from tagsure.data.devices import autocast, autocast_cache, grad_scaler, move, resolve_device
 from tagsure.data.schemes import TagScheme, convert
 from tagsure.evaluation.metrics import Metrics, MetricsAccumulator
 from tagsure.storage.fingerprint import choose_probe
@@ -248,14 +248,15 @@ class _Run(Run[np.ndarray, EpochRecord]):
         parts = split_by_padding(ids, lengths) if opt.split_by_length and len(ids) else [ids]
         self.optimizer.zero_grad(set_to_none=True)
         loss = 0.0
-        for part in parts:  # micro-batches: their gradients add up to the whole batch's
-            if not len(part):  # a rank with no sentence of a short last batch
-                continue
-            with autocast(place.device, place.precision):
-                part_loss = self.loss(move(self.train_data.batch(part), place.device))
-            part_loss = part_loss / denominator
-            (self.scaler.scale(part_loss) if self.scaler else part_loss).backward()
-            loss += part_loss.item()
+        with autocast_cache(place.device, place.precision):
+            for part in parts:  # micro-batches: their gradients add up to the whole batch's
+                if not len(part):  # a rank with no sentence of a short last batch
+                    continue
+                with autocast(place.device, place.precision):
+                    part_loss = self.loss(move(self.train_data.batch(part), place.device))
+                part_loss = part_loss / denominator
+                (self.scaler.scale(part_loss) if self.scaler else part_loss).backward()
+                loss += part_loss.item()
         (loss,) = self.world.sum_gradients(list(model.parameters()), loss)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
