@@ -101,8 +101,8 @@ def autocast_cache(device: torch.device, precision: str) -> contextlib.AbstractC
     Autocast casts each weight to the low precision on its first use and caches the copy until
     the outermost autocast context exits; each micro-batch's own context would make the cache
     last one micro-batch. Inside this one (disabled: backward passes run as autocast left them),
-    the weights are cast once per step, not once per micro-batch (a 22 M-parameter MiniLM in
-    bf16: casts were a quarter of a step).
+    the weights are cast once per step, not once per micro-batch (a step is 3-4 micro-batches
+    when ``split_by_length`` cuts a batch of mixed lengths).
     """
     if check_precision(precision, inference=True) in ("fp32", "int8"):
         return contextlib.nullcontext()
