@@ -88,11 +88,13 @@ def move(batch: B, device: torch.device) -> B:
     return replace(batch, **changes)  # type: ignore[type-var]
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+def autocast(
+    device: torch.device, precision: str, enabled: bool = True
+) -> contextlib.AbstractContextManager[Any]:
     """Mixed precision for a forward pass: none in fp32 or int8 (not even a disabled autocast)."""
     if check_precision(precision, inference=True) in ("fp32", "int8"):
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+    return torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=enabled)
 
 
 def autocast_cache(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -104,9 +106,7 @@ def autocast_cache(device: torch.device, precision: str) -> contextlib.AbstractC
     the weights are cast once per step, not once per micro-batch (a step is 3-4 micro-batches
     when ``split_by_length`` cuts a batch of mixed lengths).
     """
-    if check_precision(precision, inference=True) in ("fp32", "int8"):
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=False)
+    return autocast(device, precision, enabled=False)
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:

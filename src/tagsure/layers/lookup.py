@@ -79,9 +79,10 @@ class GradIntoPlaceEmbedding(nn.Embedding):
         return new
 
     def zeroed_spare(self) -> torch.Tensor:
-        spare = self.spare_grad
-        if spare is None or spare.shape != self.weight.shape or spare.device != self.weight.device:
-            spare = self.spare_grad = torch.zeros_like(self.weight)
+        spare, weight = self.spare_grad, self.weight
+        kind = (weight.shape, weight.dtype, weight.device)
+        if spare is None or (spare.shape, spare.dtype, spare.device) != kind:
+            spare = self.spare_grad = torch.zeros_like(weight)
         else:
             spare.zero_()
         return spare
